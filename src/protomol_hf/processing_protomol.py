@@ -1,0 +1,131 @@
+"""ProtoMolProcessor: SMILES (+ optional text) -> graph arrays and description tokens.
+
+This file is copied into Hub checkpoints: it imports only its siblings, numpy, RDKit (through
+the featurizer) and transformers.
+"""
+
+import numpy as np
+from transformers import ProcessorMixin
+
+from .collating_protomol import ProtoMolDataCollator
+from .featurization_protomol import (
+    ATOM_FEATURE_NAMES,
+    BOND_FEATURE_NAMES,
+    DEFAULT_MAX_HEAVY_ATOMS,
+    ProtoMolFeaturizationError,
+    describe_molecule,
+    smiles_to_graph,
+)
+
+TEXT_SOURCES = ("template", "smiles", "given")
+
+
+class ProtoMolProcessor(ProcessorMixin):
+    """Featurizes molecules for ProtoMol and tokenizes their descriptions.
+
+    Args:
+        tokenizer: the text model's tokenizer.
+        text_source (`str`, defaults to "template"): where a molecule's text comes from when none is
+            given: "template" (deterministic RDKit description), "smiles" (the SMILES string) or
+            "given" (the caller must pass `text`).
+        max_text_length (`int`, defaults to 256): descriptions are truncated to this many tokens.
+        max_heavy_atoms (`int`, defaults to 500): larger molecules are rejected.
+
+    `processor(smiles=[...], return_tensors="pt")` returns a ready batch for the model; without
+    `return_tensors` it returns one dict of features per molecule (for `datasets.map` and the collator).
+    """
+
+    tokenizer_class = "AutoTokenizer"
+
+    def __init__(self, tokenizer=None, text_source="template", max_text_length=256, max_heavy_atoms=DEFAULT_MAX_HEAVY_ATOMS, **kwargs):
+        if text_source not in TEXT_SOURCES:
+            raise ValueError(f"text_source={text_source!r} is not supported; choose one of {TEXT_SOURCES}")
+        self.text_source = text_source
+        self.max_text_length = max_text_length
+        self.max_heavy_atoms = max_heavy_atoms
+        super().__init__(tokenizer, **kwargs)
+
+    @property
+    def collator(self) -> ProtoMolDataCollator:
+        return ProtoMolDataCollator(
+            pad_token_id=self.tokenizer.pad_token_id or 0,
+            num_atom_features=len(ATOM_FEATURE_NAMES),
+            num_bond_features=len(BOND_FEATURE_NAMES),
+        )
+
+    def texts_for(self, smiles, text=None, text_source=None):
+        """The description of each molecule under `text_source` (list in, list out)."""
+        text_source = text_source or self.text_source
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            if len(texts) != len(smiles):
+                raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
+            for row, item in enumerate(texts):
+                if not isinstance(item, str) or not item.strip():
+                    raise ValueError(f"row {row}: text is empty or not a string ({item!r})")
+            return texts
+        if text_source == "given":
+            raise ValueError('text_source="given" needs `text` for every molecule')
+        if text_source == "smiles":
+            return list(smiles)
+        return [describe_molecule(s) for s in smiles]
+
+    def __call__(self, smiles=None, text=None, labels=None, text_source=None, return_tensors=None, **kwargs):
+        """Featurize `smiles` (a string or a list), with optional `text` and `labels` (`[num_molecules]` or
+        `[num_molecules, num_tasks]`, NaN where missing). Invalid molecules raise `ProtoMolFeaturizationError`
+        naming every failed row."""
+        if smiles is None:
+            raise ValueError("ProtoMolProcessor needs `smiles`")
+        single = isinstance(smiles, str)
+        smiles_list = [smiles] if single else list(smiles)
+        graphs, failures = [], []
+        for row, item in enumerate(smiles_list):
+            try:
+                graphs.append(smiles_to_graph(item, max_heavy_atoms=self.max_heavy_atoms))
+            except ProtoMolFeaturizationError as error:
+                failures.append(ProtoMolFeaturizationError(item, error.reason, row=None if single else row))
+        if failures:
+            first = failures[0]
+            if len(failures) == 1:
+                raise first
+            others = "; ".join(f"row {f.row}: {f.reason}" for f in failures[1:6])
+            more = f" and {len(failures) - 6} more" if len(failures) > 6 else ""
+            raise ProtoMolFeaturizationError(
+                first.smiles, f"{first.reason} ({len(failures) - 1} more invalid rows: {others}{more})", row=first.row
+            )
+
+        texts = self.texts_for(smiles_list, text=text, text_source=text_source)
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_text_length)
+        label_rows = self._label_rows(labels, len(smiles_list), single)
+        features = [
+            {
+                **graph,
+                "input_ids": tokens["input_ids"][i],
+                "attention_mask": tokens["attention_mask"][i],
+                **({"labels": label_rows[i]} if label_rows is not None else {}),
+            }
+            for i, graph in enumerate(graphs)
+        ]
+        if return_tensors is None:
+            return features[0] if single else features
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors={return_tensors!r} is not supported; use 'pt' or None")
+        return self.collator(features)
+
+    @staticmethod
+    def _label_rows(labels, num_molecules, single):
+        """Labels as `[num_molecules, num_tasks]` float32 (a 1-D list is one label per molecule,
+        or, for a single SMILES, that molecule's tasks)."""
+        if labels is None:
+            return None
+        array = np.asarray(labels, dtype=np.float32)
+        if single:
+            array = array.reshape(1, -1)
+        elif array.ndim == 1:
+            array = array[:, None]
+        if array.ndim != 2 or array.shape[0] != num_molecules:
+            raise ValueError(f"got labels for {array.shape[0]} molecules, expected {num_molecules}")
+        return array
+
+
+__all__ = ["ProtoMolProcessor"]

@@ -1,0 +1,297 @@
+"""ProtoMol model: shapes, losses, masking, ablations, remote-code round trip, LoRA, checkpointing."""
+
+import json
+
+import pytest
+import torch
+from conftest import SMILES, run_without_protomol_hf, tiny_config
+from transformers import Qwen2Config
+
+from protomol_hf import ProtoMolConfig, ProtoMolForMolecularPropertyPrediction, ProtoMolModel
+from protomol_hf import configuration_protomol, featurization_protomol
+from protomol_hf.modeling_protomol import top_k_log_probs
+
+NAN = float("nan")
+
+
+def make_model(**overrides):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config(**overrides))
+    if model.config.problem_type == "regression":
+        model.set_target_statistics(torch.randn(50, model.config.num_tasks) * 2 + 3)
+    return model
+
+
+def test_config_vocabularies_match_the_featurizer():
+    assert tuple(configuration_protomol.DEFAULT_ATOM_VOCAB_SIZES) == featurization_protomol.ATOM_FEATURE_VOCAB_SIZES
+    assert tuple(configuration_protomol.DEFAULT_BOND_VOCAB_SIZES) == featurization_protomol.BOND_FEATURE_VOCAB_SIZES
+
+
+def test_defaults_follow_the_method():
+    config = ProtoMolConfig()
+    assert config.cross_attention == "every_layer"
+    assert config.num_prototypes_per_class == 5 and config.num_prototypes_per_task == 10
+    assert config.alignment_direction == "symmetric"
+    assert config.text_model_mode == "frozen"
+    assert config.regression_num_bins == 2
+    assert config.problem_type == "classification"
+    assert config.text_config.model_type == "bert" and config.text_config.hidden_size == 384
+
+
+@pytest.mark.parametrize("option", [dict(cross_attention="sideways"), dict(readout="median"), dict(problem_type="ranking")])
+def test_config_rejects_unknown_choices(option):
+    with pytest.raises(ValueError, match="choose one of"):
+        ProtoMolConfig(**option)
+
+
+@pytest.mark.parametrize("problem_type", ["classification", "regression"])
+@pytest.mark.parametrize("num_tasks", [1, 3])
+def test_shapes_and_finite_differentiable_losses(processor, problem_type, num_tasks):
+    model = make_model(problem_type=problem_type, num_tasks=num_tasks).train()
+    labels = torch.randint(0, 2, (len(SMILES), num_tasks)).float()
+    labels[0, 0] = NAN
+    batch = processor(smiles=SMILES, labels=labels, return_tensors="pt")
+    out = model(**batch, output_attentions=True, output_hidden_states=True)
+
+    assert out.logits.shape == (len(SMILES), num_tasks)
+    k = model.config.num_prototypes_per_task
+    assert out.graph_prototype_similarities.shape == (len(SMILES), num_tasks, k)
+    assert out.fused_embeds.shape == (len(SMILES), 2 * model.config.hidden_size)
+    assert len(out.graph_hidden_states) == len(out.text_hidden_states) == model.config.num_layers
+    assert out.graph_hidden_states[0].shape == (batch["atom_features"].shape[0], model.config.hidden_size)
+    atoms_to_tokens, tokens_to_atoms = out.cross_attentions[0]
+    max_atoms, seq_len = torch.bincount(batch["molecule_index"]).max().item(), batch["input_ids"].shape[1]
+    assert atoms_to_tokens.shape == (len(SMILES), max_atoms, seq_len)
+    assert tokens_to_atoms.shape == (len(SMILES), seq_len, max_atoms)
+    for term in (out.loss, out.prediction_loss, out.alignment_loss, out.contrastive_loss):
+        assert term.ndim == 0 and torch.isfinite(term)
+    out.loss.backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+
+
+def test_batch_of_one_one_atom_molecule_and_truncated_text(tokenizer):
+    from protomol_hf import ProtoMolProcessor
+
+    processor = ProtoMolProcessor(tokenizer, max_text_length=8)
+    batch = processor(smiles=["[Na+]"], labels=[1.0], return_tensors="pt")
+    assert batch["input_ids"].shape == (1, 8)  # the template text is longer than 8 tokens
+    assert batch["edge_index"].shape == (2, 0)
+    model = make_model().train()
+    out = model(**batch)
+    assert out.logits.shape == (1, 1) and torch.isfinite(out.loss)
+    out.loss.backward()
+
+
+def test_missing_labels_contribute_nothing(processor):
+    model = make_model(num_tasks=3, graph_dropout=0.0, attention_dropout=0.0).eval()
+    batch = processor(smiles=SMILES[:3], return_tensors="pt")
+    text_embeds = torch.randn(3, batch["input_ids"].shape[1], model.config.text_config.hidden_size, requires_grad=True)
+    labels = torch.tensor([[1.0, NAN, 0.0], [NAN, NAN, NAN], [0.0, 1.0, NAN]])
+    del batch["input_ids"]
+    out = model(**batch, text_embeds=text_embeds, labels=labels)
+    out.graph_prototype_similarities.retain_grad()
+    out.loss.backward()
+
+    # Molecule 1 has no label at all: nothing of it reaches the loss.
+    assert torch.count_nonzero(text_embeds.grad[1]) == 0
+    assert torch.count_nonzero(text_embeds.grad[0]) > 0 and torch.count_nonzero(text_embeds.grad[2]) > 0
+    # Per (molecule, task): a missing label leaves that task's prototype similarities out of every term.
+    grad_per_item = out.graph_prototype_similarities.grad.abs().sum(-1)
+    assert torch.equal(grad_per_item == 0, labels.isnan())
+
+
+def test_all_labels_missing_gives_zero_loss_that_still_backpropagates(processor):
+    model = make_model().train()
+    out = model(**processor(smiles=SMILES[:2], labels=[NAN, NAN], return_tensors="pt"))
+    assert out.prediction_loss == 0 and out.alignment_loss == 0
+    out.loss.backward()
+
+
+def test_cross_attention_switch_changes_the_architecture(processor):
+    batch = processor(smiles=SMILES[:3], return_tensors="pt")
+    counts = {}
+    for mode in ("every_layer", "last_layer", "none"):
+        model = make_model(cross_attention=mode, num_layers=3).eval()
+        fused = [layer.cross_modal is not None for layer in model.protomol.layers]
+        counts[mode] = len(model(**batch, output_attentions=True).cross_attentions)
+        assert fused == {"every_layer": [True] * 3, "last_layer": [False, False, True], "none": [False] * 3}[mode]
+    assert counts == {"every_layer": 3, "last_layer": 1, "none": 0}
+
+
+def test_loss_weights_switch_terms_off(processor):
+    batch = processor(smiles=SMILES[:4], labels=[1, 0, 1, 0], return_tensors="pt")
+    model = make_model().eval()
+    full = model(**batch)
+    for weight, term in (("alignment_loss_weight", "alignment_loss"), ("contrastive_loss_weight", "contrastive_loss")):
+        setattr(model.config, weight, 0.0)
+        out = model(**batch)
+        setattr(model.config, weight, 0.1)
+        assert torch.isclose(out.loss, full.loss - 0.1 * full[term], atol=1e-6)
+
+
+def test_prototype_count_and_top_k(processor):
+    batch = processor(smiles=SMILES[:3], return_tensors="pt")
+    model = make_model(num_prototypes_per_class=7, prototype_top_k=4).eval()
+    assert model.protomol.prototype_space.prototypes.shape == (1, 14, 32)
+    probs = top_k_log_probs(torch.randn(3, 1, 14), 4).exp()
+    assert ((probs > 0).sum(-1) == 4).all() and torch.allclose(probs.sum(-1), torch.ones(3, 1))
+    # Same weights, another Top-K: the prediction changes because it reads the sparse distributions.
+    torch.nn.init.normal_(model.prototype_weights)
+    other = ProtoMolForMolecularPropertyPrediction(tiny_config(num_prototypes_per_class=7, prototype_top_k=1)).eval()
+    other.load_state_dict(model.state_dict())
+    assert not torch.allclose(model(**batch).logits, other(**batch).logits)
+    with pytest.raises(ValueError, match="prototype_top_k"):
+        tiny_config(prototype_top_k=15, num_prototypes_per_class=7)
+
+
+def test_regression_predicts_in_target_units_and_partitions_at_the_median():
+    model = make_model(problem_type="regression")
+    labels = torch.tensor([[1.0], [2.0], [3.0], [10.0]])
+    model.set_target_statistics(labels)
+    assert torch.isclose(model.target_mean, torch.tensor([4.0])).all()
+    assert torch.isclose(model.class_boundaries, torch.tensor([[2.5]])).all()
+    assert model.label_classes(labels).flatten().tolist() == [0, 0, 1, 1]
+
+
+def test_text_embeds_and_input_ids_paths_agree(processor):
+    model = make_model().eval()
+    batch = processor(smiles=SMILES[:3], return_tensors="pt")
+    text_embeds = model.protomol.encode_text(batch["input_ids"], batch["attention_mask"])
+    from_ids = model(**batch).logits
+    precomputed = {k: v for k, v in batch.items() if k != "input_ids"}
+    assert torch.allclose(from_ids, model(**precomputed, text_embeds=text_embeds).logits, atol=1e-6)
+    with pytest.raises(ValueError, match="exactly one"):
+        model(**batch, text_embeds=text_embeds)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(processor):
+    batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
+    model = make_model(text_model_mode="full").train()
+    results = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model.zero_grad()
+        torch.manual_seed(1)
+        loss = model(**batch).loss
+        loss.backward()
+        results.append((loss.detach(), model.predictor.weight.grad.clone()))
+    assert model.is_gradient_checkpointing
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-5)
+
+
+def test_save_and_load_in_a_process_without_the_package(processor, tmp_path):
+    model = make_model(problem_type="regression", num_tasks=2).eval()
+    checkpoint = tmp_path / "protomol_checkpoint"  # no dot in the name: remote code needs that
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    with torch.no_grad():
+        expected = model(**processor(smiles=SMILES, return_tensors="pt")).logits
+    saved = {p.name for p in checkpoint.iterdir()}
+    assert {"model.safetensors", "config.json", "processor_config.json", "modeling_protomol.py"} <= saved
+    assert {"configuration_protomol.py", "processing_protomol.py", "featurization_protomol.py", "collating_protomol.py"} <= saved
+    auto_map = json.loads((checkpoint / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"].endswith("ProtoMolForMolecularPropertyPrediction")
+
+    stdout = run_without_protomol_hf(
+        f"""
+        import json, torch
+        from transformers import AutoModel, AutoProcessor
+        model = AutoModel.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).eval()
+        processor = AutoProcessor.from_pretrained({str(checkpoint)!r}, trust_remote_code=True)
+        with torch.no_grad():
+            logits = model(**processor(smiles={SMILES!r}, return_tensors="pt")).logits
+        print(json.dumps({{"class": type(model).__name__, "max_text_length": processor.max_text_length,
+                          "logits": logits.tolist()}}))
+        """,
+        cwd=tmp_path,
+    )
+    loaded = json.loads(stdout.strip().splitlines()[-1])
+    assert loaded["class"] == "ProtoMolForMolecularPropertyPrediction"
+    assert loaded["max_text_length"] == processor.max_text_length
+    assert torch.equal(torch.tensor(loaded["logits"]), expected)
+
+
+def test_lora_trains_only_adapters_and_reloads(processor, tmp_path):
+    model = make_model(text_model_mode="lora", lora_rank=4).train()
+    text_params = dict(model.protomol.text_model.named_parameters())
+    trainable_text = {name for name, p in text_params.items() if p.requires_grad}
+    assert trainable_text and all("lora_" in name for name in trainable_text)
+    assert all(torch.count_nonzero(p) == 0 for name, p in text_params.items() if "lora_B" in name)
+
+    batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
+    frozen_before = {n: p.clone() for n, p in text_params.items() if not p.requires_grad}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+    assert any(torch.count_nonzero(p) > 0 for name, p in text_params.items() if "lora_B" in name)
+    assert all(torch.equal(p, frozen_before[n]) for n, p in text_params.items() if n in frozen_before)
+
+    model.eval().save_pretrained(tmp_path / "lora_checkpoint")
+    reloaded = ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "lora_checkpoint").eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+
+
+def test_from_text_pretrained_loads_the_language_model_weights(tmp_path):
+    from transformers import AutoModel
+
+    text_model = AutoModel.from_config(tiny_config().text_config)
+    text_model.save_pretrained(tmp_path / "text_model")
+    for mode in ("frozen", "lora"):
+        model = ProtoMolForMolecularPropertyPrediction.from_text_pretrained(
+            tmp_path / "text_model", hidden_size=32, num_layers=1, num_attention_heads=2, text_model_mode=mode
+        )
+        loaded = model.protomol.text_model.embeddings.word_embeddings.weight
+        assert torch.equal(loaded, text_model.embeddings.word_embeddings.weight)
+
+
+def test_qwen2_text_model_end_to_end(processor, tmp_path):
+    qwen = Qwen2Config(
+        vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+    )
+    model = make_model(text_config=qwen.to_dict(), text_model_mode="full").train()
+    assert type(model.protomol.text_model).__name__ == "Qwen2Model"
+    batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
+    out = model(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    model.eval().save_pretrained(tmp_path / "qwen_checkpoint")
+    reloaded = ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "qwen_checkpoint").eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+
+
+def test_base_model_returns_summaries_without_head(processor):
+    model = ProtoMolModel(tiny_config()).eval()
+    out = model(**processor(smiles=SMILES[:2], return_tensors="pt"))
+    assert out.graph_embeds.shape == out.text_pooled_embeds.shape == (2, 32)
+    assert "loss" not in out
+
+
+def test_prototypes_do_not_collapse_on_a_separable_toy_task(tokenizer):
+    from protomol_hf import ProtoMolProcessor
+
+    # Class 1: molecules with a halogen; class 0: plain hydrocarbons/alcohols. Text = SMILES.
+    positives = ["CCCl", "ClCCCl", "CC(Cl)C", "c1ccccc1Cl", "CCBr", "BrCCBr", "c1ccccc1Br", "ClC(Cl)Cl"]
+    negatives = ["CCC", "CCCC", "CC(C)C", "c1ccccc1", "CCO", "OCCO", "c1ccccc1O", "CC(C)O"]
+    processor = ProtoMolProcessor(tokenizer, text_source="smiles", max_text_length=16)
+    batch = processor(smiles=positives + negatives, labels=[1] * 8 + [0] * 8, return_tensors="pt")
+    model = make_model(contrastive_loss_weight=1.0).train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(150):
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch)
+    classes = model.prototype_classes
+    for similarities in (out.graph_prototype_similarities, out.text_prototype_similarities):
+        nearest_class = classes[similarities[:, 0].argmax(-1)]
+        assert (nearest_class == batch["labels"][:, 0].long()).float().mean() >= 0.9
+    # Each class keeps prototypes that are nearest to some molecule: not all molecules share one anchor.
+    assert len(set(classes[out.graph_prototype_similarities[:, 0].argmax(-1)].tolist())) == 2
