@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Train ProtoMol on a bundled MoleculeNet set or your own CSV.
+
+Examples:
+    python scripts/train.py --dataset_name bace --split_file random_0 --output_dir runs/bace
+    python scripts/train.py --data_file my.csv --label_columns active --split scaffold --output_dir runs/mine
+    accelerate launch --config_file configs/accelerate_ddp_cpu.yaml scripts/train.py --dataset_name bace ...
+
+Writes the best model and processor (loadable with
+`AutoModel.from_pretrained(output_dir, trust_remote_code=True)`), split.json and results.json.
+"""
+
+import json
+import sys
+
+from transformers import HfArgumentParser
+
+from protomol_hf.training import DataArguments, ModelArguments, ProtoMolTrainingArguments, run_training
+
+
+def main(argv=None):
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, ProtoMolTrainingArguments),
+        description=__doc__.split("\n\n")[0],
+    )
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    results = run_training(model_args, data_args, training_args)
+    if training_args.process_index == 0:
+        metric = results["metric"]
+        print(json.dumps({"test_" + metric: results["test"][metric], "output_dir": training_args.output_dir}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

