@@ -236,6 +236,17 @@ def _diagnose_parse_failure(text: str) -> str:
     return "RDKit rejected the molecule"
 
 
+def _int64_matrix(rows: list[tuple], width: int) -> np.ndarray:
+    """[len(rows), width] int64; fromiter over the flattened rows is cheaper than np.array on tuples."""
+    return np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width).reshape(len(rows), width)
+
+
+def _vocab_indices(items, read_value, vocab: dict) -> list[int]:
+    """Index of `read_value(item)` in `vocab` for each item, the "other" index for unknown values."""
+    other = len(vocab)
+    return [vocab.get(read_value(item), other) for item in items]
+
+
 def smiles_to_graph(
     smiles: str, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS
 ) -> dict[str, np.ndarray]:
@@ -298,17 +309,11 @@ def smiles_to_graph(
         )
         for atom in map(get_atom, range(num_atoms))
     ]
-    # fromiter over the flattened rows is cheaper than np.array on a list of tuples.
-    atom_features = np.fromiter(
-        chain.from_iterable(atom_rows), dtype=np.int64, count=num_atoms * len(ATOM_FEATURE_NAMES)
-    ).reshape(num_atoms, len(ATOM_FEATURE_NAMES))
+    atom_features = _int64_matrix(atom_rows, len(ATOM_FEATURE_NAMES))
     if _may_have_chiral_tags(smiles):
-        chirality_index = CHIRALITY_VOCAB.get
-        other_chirality = len(CHIRALITY_VOCAB)
-        atom_features[:, _CHIRALITY_COLUMN] = [
-            chirality_index(atom.GetChiralTag(), other_chirality)
-            for atom in map(get_atom, range(num_atoms))
-        ]
+        atom_features[:, _CHIRALITY_COLUMN] = _vocab_indices(
+            map(get_atom, range(num_atoms)), Chem.Atom.GetChiralTag, CHIRALITY_VOCAB
+        )
 
     begin_of = Chem.Bond.GetBeginAtomIdx
     end_of = Chem.Bond.GetEndAtomIdx
@@ -329,19 +334,13 @@ def smiles_to_graph(
         )
         for bond in map(get_bond, range(num_bonds))
     ]
-    row_width = 2 + len(BOND_FEATURE_NAMES)
-    bonds = np.fromiter(
-        chain.from_iterable(bond_rows), dtype=np.int64, count=num_bonds * row_width
-    ).reshape(num_bonds, row_width)
+    bonds = _int64_matrix(bond_rows, 2 + len(BOND_FEATURE_NAMES))
     endpoints = bonds[:, :2]
     bond_features = bonds[:, 2:]
     if _may_have_bond_stereo(smiles):
-        stereo_index = BOND_STEREO_VOCAB.get
-        other_stereo = len(BOND_STEREO_VOCAB)
-        bond_features[:, _STEREO_COLUMN] = [
-            stereo_index(bond.GetStereo(), other_stereo)
-            for bond in map(get_bond, range(num_bonds))
-        ]
+        bond_features[:, _STEREO_COLUMN] = _vocab_indices(
+            map(get_bond, range(num_bonds)), Chem.Bond.GetStereo, BOND_STEREO_VOCAB
+        )
 
     # Bond k becomes edges 2k (begin->end) and 2k+1 (end->begin).
     edge_index = np.concatenate((endpoints, endpoints[:, ::-1]), axis=1).reshape(-1, 2).T

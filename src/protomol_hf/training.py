@@ -25,7 +25,6 @@ from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from . import featurization_protomol
-from .collating_protomol import ProtoMolDataCollator
 from .data import bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, describe_molecule, smiles_to_graph
 from .metrics import main_metric
@@ -68,6 +67,11 @@ class ModelArguments:
     contrastive_loss_weight: float = field(default=0.1, metadata={"help": "lambda_con (0 disables the prototype contrastive loss)."})
     regression_num_bins: int = field(default=2, metadata={"help": "Prototype classes for regression targets (2 = median split)."})
     graph_dropout: float = field(default=0.1, metadata={"help": "Dropout after each GINE layer."})
+
+    def config_kwargs(self) -> dict:
+        """The arguments that are `ProtoMolConfig` options (the rest choose the text model and its input)."""
+        not_config = {"text_model", "text_source", "max_text_length"}
+        return {name: value for name, value in vars(self).items() if name not in not_config}
 
 
 @dataclass
@@ -177,6 +181,26 @@ def featurize_table(table, processor, cache_dir, num_proc=1) -> Dataset:
     )
 
 
+def prepare_dataset(table, processor, model, data_args):
+    """The featurized dataset (numpy format) and its collator. With a frozen text model, rows carry a
+    `text_id` into the on-disk token-state cache; otherwise their tokenized description."""
+    dataset = featurize_table(table, processor, data_args.cache_dir, data_args.preprocessing_num_workers)
+    collator = processor.collator
+    if model.config.text_model_mode == "frozen":
+        cache = TextFeatureCache.build(
+            dataset["text"], model.protomol, processor.tokenizer, data_args.cache_dir, processor.max_text_length
+        )
+        dataset = dataset.add_column("text_id", cache.text_ids(dataset["text"]))
+        collator = ProtoMolCachedTextCollator(cache, collator)
+    else:
+        dataset = dataset.map(
+            lambda batch: processor.tokenizer(batch["text"], truncation=True, max_length=processor.max_text_length),
+            batched=True,
+            desc="Tokenizing descriptions",
+        )
+    return dataset.remove_columns("text").with_format("numpy"), collator
+
+
 def _resolve_split_file(split_file, dataset_name):
     """A path as given, or the bundled split of that name (e.g. 'random_0') for a bundled dataset."""
     if split_file is None or Path(split_file).exists():
@@ -262,42 +286,12 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
             problem_type=table.task_type,
             num_tasks=table.num_tasks,
             task_names=table.task_names,
-            hidden_size=model_args.hidden_size,
-            num_layers=model_args.num_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            cross_attention=model_args.cross_attention,
-            num_prototypes_per_class=model_args.num_prototypes_per_class,
-            prototype_top_k=model_args.prototype_top_k,
-            prototype_temperature=model_args.prototype_temperature,
-            alignment_loss_weight=model_args.alignment_loss_weight,
-            contrastive_loss_weight=model_args.contrastive_loss_weight,
-            regression_num_bins=model_args.regression_num_bins,
-            graph_dropout=model_args.graph_dropout,
-            text_model_mode=model_args.text_model_mode,
+            **model_args.config_kwargs(),
         )
         if table.task_type == "regression":
             model.set_target_statistics(table.labels[split["train"]])
-
-        collator = ProtoMolDataCollator(
-            pad_token_id=tokenizer.pad_token_id or 0,
-            num_atom_features=len(ATOM_FEATURE_NAMES),
-            num_bond_features=len(BOND_FEATURE_NAMES),
-        )
         with training_args.main_process_first(desc="featurization and text cache"):
-            dataset = featurize_table(table, processor, data_args.cache_dir, data_args.preprocessing_num_workers)
-            if model_args.text_model_mode == "frozen":
-                cache = TextFeatureCache.build(
-                    dataset["text"], model.protomol, tokenizer, data_args.cache_dir, model_args.max_text_length
-                )
-                dataset = dataset.add_column("text_id", cache.text_ids(dataset["text"]))
-                collator = ProtoMolCachedTextCollator(cache, collator)
-            else:
-                dataset = dataset.map(
-                    lambda batch: tokenizer(batch["text"], truncation=True, max_length=model_args.max_text_length),
-                    batched=True,
-                    desc="Tokenizing descriptions",
-                )
-    dataset = dataset.remove_columns("text").with_format("numpy")
+            dataset, collator = prepare_dataset(table, processor, model, data_args)
     parts = {name: dataset.select(indices) for name, indices in split.items()}
 
     callbacks = []
