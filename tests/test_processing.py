@@ -276,11 +276,6 @@ def test_unknown_text_source_in_constructor_raises(tokenizer):
         ProtoMolProcessor(tokenizer, text_source="description")
 
 
-@pytest.mark.xfail(
-    reason="BUG: texts_for() falls back to the template for any text_source it does not know, "
-    "so processor(smiles=..., text_source='bogus') silently returns template descriptions",
-    strict=True,
-)
 def test_unknown_text_source_in_call_raises(processor):
     with pytest.raises(ValueError, match="text_source"):
         processor(smiles=["CCO", "CC"], text_source="bogus")

@@ -20,6 +20,11 @@ from .featurization_protomol import (
 TEXT_SOURCES = ("template", "smiles", "given")
 
 
+def _check_text_source(text_source):
+    if text_source not in TEXT_SOURCES:
+        raise ValueError(f"text_source={text_source!r} is not supported; choose one of {TEXT_SOURCES}")
+
+
 class ProtoMolProcessor(ProcessorMixin):
     """Featurizes molecules for ProtoMol and tokenizes their descriptions.
 
@@ -38,8 +43,7 @@ class ProtoMolProcessor(ProcessorMixin):
     tokenizer_class = "AutoTokenizer"
 
     def __init__(self, tokenizer=None, text_source="template", max_text_length=256, max_heavy_atoms=DEFAULT_MAX_HEAVY_ATOMS, **kwargs):
-        if text_source not in TEXT_SOURCES:
-            raise ValueError(f"text_source={text_source!r} is not supported; choose one of {TEXT_SOURCES}")
+        _check_text_source(text_source)
         self.text_source = text_source
         self.max_text_length = max_text_length
         self.max_heavy_atoms = max_heavy_atoms
@@ -56,6 +60,7 @@ class ProtoMolProcessor(ProcessorMixin):
     def texts_for(self, smiles, text=None, text_source=None):
         """The description of each molecule under `text_source` (list in, list out)."""
         text_source = text_source or self.text_source
+        _check_text_source(text_source)
         if text is not None:
             texts = [text] if isinstance(text, str) else list(text)
             if len(texts) != len(smiles):
