@@ -86,6 +86,9 @@ class DataArguments:
     split_file: str | None = field(default=None, metadata={"help": "JSON split file (train/valid/test CSV row indices), or the name of a bundled one such as random_0 or scaffold."})
     split_seed: int = field(default=0, metadata={"help": "Seed of the random split."})
     cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Where featurized datasets and text features are cached."})
+    cache_text_features: bool = field(
+        default=True, metadata={"help": "With a frozen text model, compute its token states once and read them from disk."}
+    )
     preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for featurization."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after this many evaluations without improvement."})
 
@@ -182,11 +185,11 @@ def featurize_table(table, processor, cache_dir, num_proc=1) -> Dataset:
 
 
 def prepare_dataset(table, processor, model, data_args):
-    """The featurized dataset (numpy format) and its collator. With a frozen text model, rows carry a
-    `text_id` into the on-disk token-state cache; otherwise their tokenized description."""
+    """The featurized dataset (numpy format) and its collator. With a frozen text model (and the cache on),
+    rows carry a `text_id` into the on-disk token-state cache; otherwise their tokenized description."""
     dataset = featurize_table(table, processor, data_args.cache_dir, data_args.preprocessing_num_workers)
     collator = processor.collator
-    if model.config.text_model_mode == "frozen":
+    if model.config.text_model_mode == "frozen" and data_args.cache_text_features:
         cache = TextFeatureCache.build(
             dataset["text"], model.protomol, processor.tokenizer, data_args.cache_dir, processor.max_text_length
         )
