@@ -1,0 +1,178 @@
+"""Batch prediction and embedding with a trained ProtoMol, row by row robust to invalid input.
+
+Each row is checked and featurized on its own first, so an invalid SMILES (or an empty text) marks only
+its own row as failed; the valid rows then go through the model in batches. Results stay aligned with
+the input: rows that failed hold NaN and the reason in `errors`.
+
+    model = AutoModel.from_pretrained(path, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    predictions, errors = predict_smiles(model, processor, ["CCO", "not a smiles"])
+"""
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+INVALID_ROW_POLICIES = ("skip", "error")
+# Arrays returned by `embed_smiles`, each `[num_rows, width]`.
+EMBEDDING_NAMES = (
+    "graph_embeds",
+    "text_embeds",
+    "fused_embeds",
+    "graph_prototype_similarities",
+    "text_prototype_similarities",
+)
+
+
+class InvalidRowError(ValueError):
+    """A row that cannot be predicted, raised at the first such row when invalid rows are not skipped.
+
+    Attributes: `row` (0-based position in the input) and `reason`.
+    """
+
+    def __init__(self, row: int, reason: str):
+        self.row = row
+        self.reason = reason
+        super().__init__(f"row {row}: {reason}")
+
+
+def _text_problem(text) -> str | None:
+    """Why `text` cannot describe a molecule, or None when it can."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return "text is missing"
+    if not isinstance(text, str):
+        return f"text is not a string ({type(text).__name__})"
+    if not text.strip():
+        return "text is empty"
+    return None
+
+
+def featurize_rows(
+    processor,
+    smiles: Sequence,
+    texts: Sequence | None = None,
+    invalid: str = "skip",
+    progress: bool = False,
+) -> tuple[list[dict | None], list[str | None]]:
+    """Featurize each molecule (and its text) on its own with `processor`.
+
+    Returns `(features, errors)` aligned with `smiles`: a row that fails has features None and its reason
+    in `errors` (None for valid rows). With `invalid="error"` the first failing row raises
+    `InvalidRowError` instead.
+    """
+    if invalid not in INVALID_ROW_POLICIES:
+        raise ValueError(f"invalid={invalid!r} is not supported; choose one of {INVALID_ROW_POLICIES}")
+    if texts is not None and len(texts) != len(smiles):
+        raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
+    if texts is None and getattr(processor, "text_source", None) == "given":
+        raise ValueError("this model was trained with texts from a data column: give a text per molecule (--text_column)")
+    features, errors = [], []
+    for row in tqdm(range(len(smiles)), desc="Featurizing", unit="mol", disable=not progress):
+        text = texts[row] if texts is not None else None
+        reason = _text_problem(text) if texts is not None else None
+        item = None
+        if reason is None:
+            try:
+                item = processor(smiles=smiles[row], text=text)
+            except ValueError as error:  # ProtoMolFeaturizationError, possibly the checkpoint's own copy
+                reason = f"invalid SMILES: {getattr(error, 'reason', error)}"
+        if reason is not None and invalid == "error":
+            raise InvalidRowError(row, reason)
+        features.append(item)
+        errors.append(reason)
+    return features, errors
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+@torch.no_grad()
+def _model_outputs(model, processor, features, batch_size, progress) -> Iterator[tuple[list[int], object]]:
+    """Run `model` over the featurized rows (None = skipped) in batches; yields (row indices, outputs)."""
+    model.eval()
+    valid_rows = [row for row, item in enumerate(features) if item is not None]
+    batch_starts = range(0, len(valid_rows), batch_size)
+    for start in tqdm(batch_starts, desc="Running model", unit="batch", disable=not progress):
+        rows = valid_rows[start : start + batch_size]
+        batch = processor.collator([features[row] for row in rows])
+        yield rows, model(**{name: tensor.to(model.device) for name, tensor in batch.items()})
+
+
+def predict_smiles(
+    model,
+    processor,
+    smiles: Sequence,
+    texts: Sequence | None = None,
+    batch_size: int = 64,
+    invalid: str = "skip",
+    progress: bool = False,
+) -> tuple[np.ndarray, list[str | None]]:
+    """Predict every task for every molecule.
+
+    Returns `(predictions, errors)`: `predictions` is float64 `[len(smiles), num_tasks]` (probabilities
+    for classification, values in the target's units for regression) with NaN rows where `errors` names
+    the reason the molecule could not be predicted. `texts` (one per molecule) replace the model's own
+    descriptions; `invalid="error"` raises `InvalidRowError` at the first invalid row.
+    """
+    _check_batch_size(batch_size)
+    features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
+    predictions = np.full((len(features), model.config.num_tasks), np.nan)
+    for rows, outputs in _model_outputs(model, processor, features, batch_size, progress):
+        logits = outputs.logits.float()
+        values = torch.sigmoid(logits) if model.config.problem_type == "classification" else logits
+        predictions[rows] = values.cpu().numpy()
+    return predictions, errors
+
+
+def embed_smiles(
+    model,
+    processor,
+    smiles: Sequence,
+    texts: Sequence | None = None,
+    batch_size: int = 64,
+    invalid: str = "skip",
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], list[str | None]]:
+    """The learned representations of every molecule.
+
+    Returns `(embeddings, errors)`: `embeddings` maps each of `EMBEDDING_NAMES` to a float32
+    `[len(smiles), width]` array (graph and text summaries `[hidden]`, fused `[2 * hidden]`, prototype
+    similarities flattened to `[num_tasks * num_prototypes_per_task]`), NaN in rows that failed.
+    """
+    _check_batch_size(batch_size)
+    features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
+    config = model.config
+    widths = {
+        "graph_embeds": config.hidden_size,
+        "text_embeds": config.hidden_size,
+        "fused_embeds": 2 * config.hidden_size,
+        "graph_prototype_similarities": config.num_tasks * config.num_prototypes_per_task,
+        "text_prototype_similarities": config.num_tasks * config.num_prototypes_per_task,
+    }
+    embeddings = {name: np.full((len(features), widths[name]), np.nan, dtype=np.float32) for name in EMBEDDING_NAMES}
+    for rows, outputs in _model_outputs(model, processor, features, batch_size, progress):
+        values = {
+            "graph_embeds": outputs.graph_embeds,
+            "text_embeds": outputs.text_pooled_embeds,
+            "fused_embeds": outputs.fused_embeds,
+            "graph_prototype_similarities": outputs.graph_prototype_similarities,
+            "text_prototype_similarities": outputs.text_prototype_similarities,
+        }
+        for name, tensor in values.items():
+            embeddings[name][rows] = tensor.float().reshape(len(rows), -1).cpu().numpy()
+    return embeddings, errors
+
+
+__all__ = [
+    "EMBEDDING_NAMES",
+    "INVALID_ROW_POLICIES",
+    "InvalidRowError",
+    "embed_smiles",
+    "featurize_rows",
+    "predict_smiles",
+]

@@ -1,0 +1,247 @@
+"""The `protomol` command (train, predict, fingerprint) and the prediction API behind it, on tiny untrained models."""
+
+import argparse
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import tiny_config
+
+from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
+from protomol_hf.cli import build_parser, main
+from protomol_hf.prediction import InvalidRowError, embed_smiles, predict_smiles
+
+REPO = Path(__file__).resolve().parents[1]
+# (smiles, name, weight): rows 1, 3 and 5 cannot be featurized.
+ROWS = [
+    ("CCO", "ethanol", "46.07"),
+    ("C1CC(C", "broken ring", "1.50"),
+    ("c1ccccc1O", "phenol", "94.11"),
+    ("", "no smiles", ""),
+    ("CC(=O)[O-].[Na+]", "sodium acetate", "82.03"),
+    ("not_a_smiles", "words", "0"),
+    ("CC(C)Cc1ccc(cc1)C(C)C(=O)O", "ibuprofen", "206.28"),
+]
+VALID_ROWS = [0, 2, 4, 6]
+VALID_SMILES = [ROWS[row][0] for row in VALID_ROWS]
+
+
+def save_model(directory, model, tokenizer):
+    model.save_pretrained(directory)
+    ProtoMolProcessor(tokenizer, max_text_length=32).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory, tokenizer):
+    """Two classification tasks "a" and "b" (untrained weights)."""
+    torch.manual_seed(0)
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config(num_tasks=2, task_names=["a", "b"]))
+    return save_model(tmp_path_factory.mktemp("classifier"), model, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def regressor_dir(tmp_path_factory, tokenizer):
+    """One regression task "logS" with target statistics, so predictions are in the target's units."""
+    torch.manual_seed(0)
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config(problem_type="regression", task_names=["logS"]))
+    model.set_target_statistics(np.array([[-6.0], [-3.0], [-1.0], [0.5]]))
+    return save_model(tmp_path_factory.mktemp("regressor"), model, tokenizer)
+
+
+@pytest.fixture()
+def molecules_csv(tmp_path):
+    path = tmp_path / "molecules.csv"
+    pd.DataFrame(ROWS, columns=["smiles", "name", "weight"]).to_csv(path, index=False)
+    return path
+
+
+def direct_logits(model_dir, smiles):
+    """The saved model's logits for `smiles` in one processor call, the way the README shows."""
+    model = ProtoMolForMolecularPropertyPrediction.from_pretrained(model_dir).eval()
+    processor = ProtoMolProcessor.from_pretrained(model_dir)
+    with torch.no_grad():
+        return model(**processor(smiles=smiles, return_tensors="pt"))
+
+
+def read_raw(path):
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_predict_keeps_every_row_and_names_the_errors(classifier_dir, molecules_csv, tmp_path, capsys):
+    output = tmp_path / "out" / "predictions.csv"
+    assert main(["predict", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+
+    raw = read_raw(output)
+    assert list(raw.columns) == ["smiles", "name", "weight", "a", "b", "error"]
+    assert raw[["smiles", "name", "weight"]].values.tolist() == [list(row) for row in ROWS]
+    predictions = pd.read_csv(output)[["a", "b"]].to_numpy()
+    assert np.isnan(predictions[[1, 3, 5]]).all()
+    assert ((predictions[VALID_ROWS] >= 0) & (predictions[VALID_ROWS] <= 1)).all()
+    assert raw["error"][VALID_ROWS].eq("").all()
+    assert raw["error"][1] == "invalid SMILES: RDKit could not parse it"
+    assert raw["error"][3] == "invalid SMILES: empty SMILES string"
+    assert raw["error"][5].startswith("invalid SMILES")
+    assert "predicted 4 of 7 rows; skipped 3 (see the error column)" in capsys.readouterr().out
+
+    expected = torch.sigmoid(direct_logits(classifier_dir, VALID_SMILES).logits).numpy()
+    np.testing.assert_allclose(predictions[VALID_ROWS], expected, atol=1e-6, rtol=0)
+
+
+def test_regression_values_match_the_model_across_batches(regressor_dir, molecules_csv, tmp_path):
+    output = tmp_path / "predictions.csv"
+    args = ["predict", "--model", str(regressor_dir), "--input", str(molecules_csv), "--output", str(output)]
+    assert main([*args, "--batch_size", "3"]) == 0
+    values = pd.read_csv(output)["logS"].to_numpy()
+    expected = direct_logits(regressor_dir, VALID_SMILES).logits[:, 0].numpy()
+    np.testing.assert_allclose(values[VALID_ROWS], expected, atol=1e-6, rtol=0)
+    assert np.isnan(values[[1, 3, 5]]).all()
+
+
+def test_text_column_and_clashing_column_names(classifier_dir, tmp_path):
+    """An empty text invalidates only its row; input columns named like a task or `error` are kept."""
+    path, output = tmp_path / "texts.csv", tmp_path / "predictions.csv"
+    texts = ["an alcohol", "  ", "a salt", "a drug"]
+    pd.DataFrame({"SMILES": VALID_SMILES, "about": texts, "a": ["1", "0", "", "1"], "error": ["x"] * 4}).to_csv(path, index=False)
+    args = ["predict", "--model", str(classifier_dir), "--input", str(path), "--output", str(output)]
+    assert main([*args, "--smiles_column", "SMILES", "--text_column", "about"]) == 0
+    raw = read_raw(output)
+    assert list(raw.columns) == ["SMILES", "about", "a", "error", "a_predicted", "b", "error_predicted"]
+    assert raw["a"].tolist() == ["1", "0", "", "1"] and raw["error"].tolist() == ["x"] * 4
+    assert raw["error_predicted"].tolist() == ["", "text is empty", "", ""]
+    assert raw["b"][1] == "" and raw["b"][0] != ""
+
+
+def test_invalid_error_stops_at_the_first_bad_row(classifier_dir, molecules_csv, tmp_path, capsys):
+    output = tmp_path / "predictions.csv"
+    args = ["predict", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]
+    assert main([*args, "--invalid", "error"]) == 2
+    error = capsys.readouterr().err
+    assert "protomol: error: data row 1 of" in error and "RDKit could not parse it" in error
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--smiles_column": "SMILES"}, "has no SMILES column 'SMILES'; available columns: smiles, name, weight"),
+        ({"--text_column": "description"}, "has no text column 'description'"),
+        ({"--input": "missing.csv"}, "input file not found: missing.csv"),
+        ({"--model": "empty_model"}, "empty_model has no config.json"),
+        ({"--model": "no_such_model"}, "model folder not found: no_such_model"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(classifier_dir, molecules_csv, tmp_path, monkeypatch, capsys, change, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty_model").mkdir()
+    options = {"--model": str(classifier_dir), "--input": str(molecules_csv), "--output": "out.csv", **change}
+    assert main(["predict", *[item for pair in options.items() for item in pair]]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("protomol: error: ") and message in error and error.count("\n") == 1
+
+
+def test_fingerprint_npz_holds_the_embedded_rows(classifier_dir, molecules_csv, tmp_path, capsys):
+    output = tmp_path / "embeddings.npz"
+    assert main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+    arrays = np.load(output)
+    hidden, prototypes = 32, 2 * 2 * 3  # tasks x classes x prototypes per class
+    assert arrays["row_index"].tolist() == VALID_ROWS
+    assert arrays["graph_embeds"].shape == arrays["text_embeds"].shape == (4, hidden)
+    assert arrays["fused_embeds"].shape == (4, 2 * hidden)
+    assert arrays["graph_prototype_similarities"].shape == arrays["text_prototype_similarities"].shape == (4, prototypes)
+    assert [bool(error) for error in arrays["errors"]] == [False, True, False, True, False, True, False]
+    assert "embedded 4 of 7 rows; skipped 3" in capsys.readouterr().out
+
+    outputs = direct_logits(classifier_dir, VALID_SMILES)
+    np.testing.assert_allclose(arrays["fused_embeds"], outputs.fused_embeds.numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        arrays["text_prototype_similarities"], outputs.text_prototype_similarities.reshape(4, -1).numpy(), atol=1e-6, rtol=0
+    )
+
+
+def test_fingerprint_npy_has_a_nan_row_per_invalid_molecule(classifier_dir, molecules_csv, tmp_path):
+    output = tmp_path / "fused.npy"
+    assert main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+    fused = np.load(output)
+    assert fused.shape == (7, 64)
+    assert np.isnan(fused[[1, 3, 5]]).all() and np.isfinite(fused[VALID_ROWS]).all()
+
+
+def test_fingerprint_rejects_other_file_types(classifier_dir, molecules_csv, capsys):
+    assert main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", "x.csv"]) == 2
+    assert "--output must end with .npz or .npy" in capsys.readouterr().err
+
+
+def test_python_api_skips_or_raises(classifier_dir, tokenizer):
+    model = ProtoMolForMolecularPropertyPrediction.from_pretrained(classifier_dir)
+    processor = ProtoMolProcessor(tokenizer, max_text_length=32)
+    smiles = [row[0] for row in ROWS]
+    predictions, errors = predict_smiles(model, processor, smiles, batch_size=2)
+    assert predictions.shape == (7, 2) and np.isnan(predictions[[1, 3, 5]]).all()
+    assert [error is None for error in errors] == [True, False, True, False, True, False, True]
+    embeddings, _ = embed_smiles(model, processor, smiles)
+    assert embeddings["graph_embeds"].shape == (7, 32)
+    with pytest.raises(InvalidRowError) as raised:
+        predict_smiles(model, processor, smiles, invalid="error")
+    assert raised.value.row == 1
+
+
+def options_in_help(text):
+    return set(re.findall(r"(?<![\w-])--\w+", text))
+
+
+def test_train_has_the_options_of_the_train_script(capsys):
+    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
+    train_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_script)
+    with pytest.raises(SystemExit):
+        train_script.main(["--help"])
+    script_options = options_in_help(capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert options_in_help(capsys.readouterr().out) == script_options and len(script_options) > 50
+
+
+def test_train_parses_into_the_training_dataclasses(monkeypatch, tmp_path, capsys):
+    received = {}
+
+    def fake_run_training(model_args, data_args, training_args):
+        received.update(model=model_args, data=data_args, training=training_args)
+        return {"metric": "roc_auc", "test": {"roc_auc": 0.75}}
+
+    monkeypatch.setattr("protomol_hf.cli.run_training", fake_run_training)
+    output_dir = str(tmp_path / "run")
+    assert main(["train", "--dataset_name", "bace", "--hidden_size", "32", "--label_columns", "x", "y",
+                 "--no_cache_text_features", "--num_train_epochs", "3", "--output_dir", output_dir]) == 0
+    assert received["model"].hidden_size == 32 and received["model"].num_layers == 5
+    assert received["data"].dataset_name == "bace" and received["data"].label_columns == ["x", "y"]
+    assert received["data"].cache_text_features is False
+    assert received["training"].num_train_epochs == 3.0 and received["training"].learning_rate == 8e-5
+    assert '"test_roc_auc": 0.75' in capsys.readouterr().out
+
+
+def test_every_option_is_explained_with_its_default():
+    parser = build_parser()
+    subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    assert set(subcommands.choices) == {"train", "predict", "fingerprint"}
+    for name in ("predict", "fingerprint"):
+        help_text = " ".join(subcommands.choices[name].format_help().split())
+        for action in subcommands.choices[name]._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, (name, action.dest)
+            if not action.required:
+                assert f"{' '.join(action.help.split())} (default: {action.default})" in help_text, (name, action.dest)
+
+
+def test_installed_console_script_shows_the_subcommands():
+    console_script = Path(sys.executable).with_name("protomol")
+    result = subprocess.run([str(console_script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in ("train", "predict", "fingerprint"))
