@@ -63,6 +63,10 @@ def test_train_script_trains_saves_and_reports(tmp_path, tiny_text_model, csv, m
 
     losses = train_losses(output_dir)
     assert len(losses) == 6 and losses[-1] < losses[0]
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    logged = [entry for entry in history if "loss" in entry]
+    # Every logged window carries the three loss components, averaged over its steps.
+    assert all(math.isfinite(entry[name]) for entry in logged for name in ("prediction_loss", "alignment_loss", "contrastive_loss"))
 
     # The saved folder predicts in a process that cannot import protomol_hf.
     stdout = run_without_protomol_hf(

@@ -1,0 +1,57 @@
+"""Text-feature cache: same states as the live text model, reused when nothing changed, rebuilt otherwise."""
+
+import pytest
+import torch
+from conftest import SMILES, tiny_config
+
+from protomol_hf import ProtoMolForMolecularPropertyPrediction
+from protomol_hf.text_cache import ProtoMolCachedTextCollator, TextFeatureCache
+
+
+def build(model, processor, tmp_path, texts, max_length=48):
+    return TextFeatureCache.build(
+        texts, model.protomol, processor.tokenizer, tmp_path, max_length, batch_size=2, dtype="float32", show_progress=False
+    )
+
+
+def test_cached_states_match_the_text_model_and_give_the_same_predictions(processor, tmp_path):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config()).eval()
+    texts = processor.texts_for(SMILES)
+    cache = build(model, processor, tmp_path, texts + texts[:2])  # duplicates are stored once
+    assert len(cache) == len(set(texts))
+
+    features = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0])
+    for feature, text_id in zip(features, cache.text_ids(texts)):
+        feature["text_id"] = text_id
+    cached_batch = ProtoMolCachedTextCollator(cache, processor.collator)(features)
+    live_batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
+    assert "input_ids" not in cached_batch and cached_batch["text_embeds"].shape[:2] == live_batch["input_ids"].shape
+    assert torch.equal(cached_batch["attention_mask"], live_batch["attention_mask"])
+    with torch.no_grad():
+        cached, live = model(**cached_batch), model(**live_batch)
+    assert torch.allclose(cached.logits, live.logits, atol=1e-5)
+    assert torch.allclose(cached.loss, live.loss, atol=1e-5)
+
+
+def test_cache_is_reused_only_when_model_texts_and_length_are_unchanged(processor, tmp_path):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config())
+    texts = processor.texts_for(SMILES)
+    first = build(model, processor, tmp_path, texts)
+    (first.directory / "states.npy").touch()
+    modified = (first.directory / "states.npy").stat().st_mtime_ns
+    again = build(model, processor, tmp_path, list(reversed(texts)))
+    assert again.directory == first.directory
+    assert (again.directory / "states.npy").stat().st_mtime_ns == modified  # not recomputed
+
+    assert build(model, processor, tmp_path, texts[:-1]).directory != first.directory
+    assert build(model, processor, tmp_path, texts, max_length=16).directory != first.directory
+    with torch.no_grad():
+        model.protomol.text_model.embeddings.word_embeddings.weight.add_(1.0)
+    assert build(model, processor, tmp_path, texts).directory != first.directory
+
+
+def test_unknown_text_is_a_clear_error(processor, tmp_path):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config())
+    cache = build(model, processor, tmp_path, ["a short text"])
+    with pytest.raises(KeyError, match="not in the cache"):
+        cache.text_ids(["another text"])
