@@ -57,7 +57,7 @@ class ProtoMolConfig(PreTrainedConfig):
         text_config (`dict` or `PreTrainedConfig`, *optional*):
             Config of the text language model (any transformers encoder or decoder). Defaults to
             all-MiniLM-L6-v2's BERT config.
-        hidden_size (`int`, defaults to 256): width of the graph branch, the text refiner, the
+        hidden_size (`int`, defaults to 128): width of the graph branch, the text refiner, the
             cross-attention and the prototype space.
         num_layers (`int`, defaults to 5): number of GINE layers, refiner layers and fusion points (L).
         atom_vocab_sizes / bond_vocab_sizes (`list[int]`): categorical feature vocabularies.
@@ -105,7 +105,7 @@ class ProtoMolConfig(PreTrainedConfig):
     def __init__(
         self,
         text_config=None,
-        hidden_size=256,
+        hidden_size=128,
         num_layers=5,
         atom_vocab_sizes=DEFAULT_ATOM_VOCAB_SIZES,
         bond_vocab_sizes=DEFAULT_BOND_VOCAB_SIZES,
