@@ -402,6 +402,37 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         boundaries = self.class_boundaries.to(labels.dtype)
         return torch.searchsorted(boundaries, labels.t().contiguous(), right=True).t()
 
+    @torch.no_grad()
+    def predict(self, smiles, processor, text=None, batch_size=64):
+        """Predict every task for `smiles` (one string or a list) with this checkpoint's `processor`;
+        `text` optionally gives each molecule's description.
+
+        Returns one dict per molecule, in input order: `{"smiles": s, "predictions": {task_name: value},
+        "error": None}` (probabilities for classification, values in the target's units for regression), or
+        `{"smiles": s, "predictions": None, "error": reason}` for a molecule the processor rejects.
+        """
+        smiles = [smiles] if isinstance(smiles, str) else list(smiles)
+        texts = [None] * len(smiles) if text is None else [text] if isinstance(text, str) else list(text)
+        if len(texts) != len(smiles):
+            raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
+        results, features = [], {}
+        for row, (molecule, description) in enumerate(zip(smiles, texts)):
+            results.append({"smiles": molecule, "predictions": None, "error": None})
+            try:
+                features[row] = processor(smiles=molecule, text=description)
+            except ValueError as error:  # ProtoMolFeaturizationError or an unusable text
+                results[row]["error"] = getattr(error, "reason", None) or str(error)
+        self.eval()
+        valid_rows = list(features)
+        for start in range(0, len(valid_rows), batch_size):
+            rows = valid_rows[start : start + batch_size]
+            batch = processor.collator([features[row] for row in rows])
+            logits = self(**{name: tensor.to(self.device) for name, tensor in batch.items()}).logits.float()
+            values = torch.sigmoid(logits) if self.config.problem_type == "classification" else logits
+            for row, row_values in zip(rows, values.tolist()):
+                results[row]["predictions"] = dict(zip(self.config.task_names, row_values))
+        return results
+
     def forward(
         self,
         atom_features: torch.LongTensor,
