@@ -28,8 +28,19 @@ parser.add_argument("--epochs", type=float, default=30.0)
 parser.add_argument("--output_dir", default="runs/my_csv")
 args, train_options = parser.parse_known_args()
 
-train_argv = ["--data_file", args.csv, "--smiles_column", args.smiles_column, "--split", args.split,
-              "--num_train_epochs", str(args.epochs), "--output_dir", args.output_dir, *train_options]
+train_argv = [
+    "--data_file",
+    args.csv,
+    "--smiles_column",
+    args.smiles_column,
+    "--split",
+    args.split,
+    "--num_train_epochs",
+    str(args.epochs),
+    "--output_dir",
+    args.output_dir,
+    *train_options,
+]
 if args.label_columns:
     train_argv += ["--label_columns", *args.label_columns]
 argument_groups = HfArgumentParser((ModelArguments, DataArguments, ProtoMolTrainingArguments))

@@ -24,8 +24,12 @@ def save_tiny_qwen2(folder):
     pretrained text model; returns the folder."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_model("minilm"))
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
     )
     AutoModel.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -48,8 +52,10 @@ with tempfile.TemporaryDirectory() as scratch:
 text_parameters = dict(model.protomol.text_model.named_parameters())
 trainable_text = sum(p.numel() for name, p in text_parameters.items() if p.requires_grad)
 trainable_other = sum(p.numel() for p in model.parameters() if p.requires_grad) - trainable_text
-print(f"text model {type(model.protomol.text_model).__name__}: {sum(p.numel() for p in text_parameters.values()):,} "
-      f"parameters, {trainable_text:,} trainable (LoRA rank {args.lora_rank}); ProtoMol's own: {trainable_other:,}")
+print(
+    f"text model {type(model.protomol.text_model).__name__}: {sum(p.numel() for p in text_parameters.values()):,} "
+    f"parameters, {trainable_text:,} trainable (LoRA rank {args.lora_rank}); ProtoMol's own: {trainable_other:,}"
+)
 
 batch = processor(smiles=SMILES, labels=LABELS, return_tensors="pt")
 optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)

@@ -12,7 +12,9 @@ from pathlib import Path
 from transformers import AutoModel, AutoProcessor
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("model", nargs="?", default="runs/demo_bace_random_0", help="A local folder or a Hub repository id.")
+parser.add_argument(
+    "model", nargs="?", default="runs/demo_bace_random_0", help="A local folder or a Hub repository id."
+)
 parser.add_argument("--revision", default=None, help="Branch, tag or commit of a Hub repository (default: main).")
 parser.add_argument("--smiles", default="CC(=O)Oc1ccccc1C(=O)O", help="Molecule to predict.")
 args = parser.parse_args()
@@ -21,6 +23,10 @@ source = "local folder" if Path(args.model).is_dir() else f"Hub repository at {a
 model = AutoModel.from_pretrained(args.model, trust_remote_code=True, revision=args.revision)
 processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True, revision=args.revision)
 config = model.config
-print(f"{args.model} ({source}): {config.problem_type} of tasks {config.task_names}, {model.num_parameters():,} parameters")
-print(f"text: {processor.text_source} descriptions, {config.text_config.model_type} text model ({config.text_model_mode})")
+print(
+    f"{args.model} ({source}): {config.problem_type} of tasks {config.task_names}, {model.num_parameters():,} parameters"
+)
+print(
+    f"text: {processor.text_source} descriptions, {config.text_config.model_type} text model ({config.text_model_mode})"
+)
 print(model.predict(args.smiles, processor)[0])

@@ -34,18 +34,20 @@ WARMUP_MOLECULES = 50
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N molecules (default: all 41,127)")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count(), help="processes for featurize_many (default: os.cpu_count())"
     )
-    parser.add_argument("--limit", type=int, default=None,
-                        help="use only the first N molecules (default: all 41,127)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(),
-                        help="processes for featurize_many (default: os.cpu_count())")
-    parser.add_argument("--block-size", type=int, default=500,
-                        help="molecules per alternating timing block (default: 500)")
-    parser.add_argument("--output", type=Path,
-                        default=Path("benchmarks/results/featurization.json"),
-                        help="JSON file for the results (default: %(default)s)")
+    parser.add_argument(
+        "--block-size", type=int, default=500, help="molecules per alternating timing block (default: 500)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("benchmarks/results/featurization.json"),
+        help="JSON file for the results (default: %(default)s)",
+    )
     return parser.parse_args()
 
 
@@ -91,7 +93,7 @@ def time_single_process(smiles: list[str], block_size: int) -> dict[str, dict]:
     seconds = {"ours": 0.0, "pyg": 0.0}
     failures = {"ours": 0, "pyg": 0}
     for start in range(0, len(smiles), block_size):
-        block = smiles[start:start + block_size]
+        block = smiles[start : start + block_size]
         began = time.perf_counter()
         failures["ours"] += run_ours(block)
         seconds["ours"] += time.perf_counter() - began
@@ -148,8 +150,10 @@ def main() -> None:
     ]
     print(f"{'method':<18}{'processes':>10}{'seconds':>10}{'molecules/s':>14}{'failures':>10}")
     for name, processes, figures in rows:
-        print(f"{name:<18}{processes:>10}{figures['seconds']:>10.2f}"
-              f"{figures['molecules_per_s']:>14,.0f}{figures['failures']:>10}")
+        print(
+            f"{name:<18}{processes:>10}{figures['seconds']:>10.2f}"
+            f"{figures['molecules_per_s']:>14,.0f}{figures['failures']:>10}"
+        )
     print(f"smiles_to_graph / from_smiles per core: {speedup_per_core:.2f}x")
 
     results = {

@@ -10,14 +10,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train import main  # noqa: E402
+from train import main
 
 DEMO_ARGS = [
-    "--dataset_name", "bace",
-    "--split_file", "random_0",
-    "--output_dir", "runs/demo_bace_random_0",
-    "--num_train_epochs", "30",
-    "--early_stopping_patience", "10",
+    "--dataset_name",
+    "bace",
+    "--split_file",
+    "random_0",
+    "--output_dir",
+    "runs/demo_bace_random_0",
+    "--num_train_epochs",
+    "30",
+    "--early_stopping_patience",
+    "10",
 ]
 
 if __name__ == "__main__":

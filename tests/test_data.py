@@ -24,8 +24,18 @@ CLASSIFICATION_CSV = FIXTURES / "tiny_classification.csv"
 REGRESSION_CSV = FIXTURES / "tiny_regression.csv"
 INVALID_CSV = FIXTURES / "tiny_invalid.csv"
 MOLECULENET_NAMES = {
-    "bace", "bbbp", "clintox", "tox21", "toxcast", "sider",
-    "hiv", "muv", "esol", "freesolv", "lipo", "qm7",
+    "bace",
+    "bbbp",
+    "clintox",
+    "tox21",
+    "toxcast",
+    "sider",
+    "hiv",
+    "muv",
+    "esol",
+    "freesolv",
+    "lipo",
+    "qm7",
 }
 
 
@@ -107,7 +117,8 @@ def test_rows_with_empty_text_are_excluded(tmp_path):
     assert table.texts == ["an alcohol"]
     assert table.task_names == ["label"]
     assert [(record.row, record.reason) for record in table.invalid_rows] == [
-        (1, "text is empty"), (2, "text is empty"),
+        (1, "text is empty"),
+        (2, "text is empty"),
     ]
 
 
@@ -125,8 +136,11 @@ def test_task_type_is_inferred_from_labels(tiny_classification):
         ("mol,label\nCCO,1\n", {}, r"no SMILES column 'smiles'; columns are: mol, label"),
         ("smiles,label\nCCO,1\n", {"label_columns": ["y"]}, r"label column\(s\) \['y'\] not found"),
         ("smiles,label\nCCO,1\nCCN,high\n", {}, r"non-numeric value 'high' in row 1"),
-        ("smiles,label\nCCO,1\nCCN,2\n", {"task_type": "classification"},
-         r"must be 0 or 1, but column 'label' has 2 in row 1"),
+        (
+            "smiles,label\nCCO,1\nCCN,2\n",
+            {"task_type": "classification"},
+            r"must be 0 or 1, but column 'label' has 2 in row 1",
+        ),
         ("smiles,label\nCCO,1\n", {"text_column": "caption"}, r"no text column 'caption'"),
     ],
 )
@@ -164,7 +178,7 @@ def test_benchmark_split_covers_exactly_the_kept_rows(tox21):
 
 
 def test_missing_bundled_split_raises_file_not_found():
-    with pytest.raises(FileNotFoundError, match="random_9.*pass split_file"):
+    with pytest.raises(FileNotFoundError, match=r"random_9.*pass split_file"):
         bundled_split_path("bace", "random_9")
 
 
@@ -211,7 +225,9 @@ def test_random_split_is_stratified_and_deterministic(request, table_fixture):
 def test_random_split_sizes_match_fractions(bace):
     split = random_split(bace)
     assert {part: len(positions) for part, positions in split.items()} == {
-        "train": 1211, "valid": 151, "test": 151,
+        "train": 1211,
+        "valid": 151,
+        "test": 151,
     }
 
 
@@ -224,8 +240,7 @@ def test_random_split_works_for_regression():
 def test_scaffold_split_keeps_scaffolds_apart(tiny_classification):
     split = scaffold_split(tiny_classification)
     scaffolds = {
-        part: {murcko_scaffold(tiny_classification.smiles[p]) for p in positions}
-        for part, positions in split.items()
+        part: {murcko_scaffold(tiny_classification.smiles[p]) for p in positions} for part, positions in split.items()
     }
     assert not scaffolds["train"] & scaffolds["valid"]
     assert not scaffolds["train"] & scaffolds["test"]
@@ -264,10 +279,10 @@ def test_make_split_dispatches_and_rejects_unknown_choice(tiny_classification, t
         for a, b in zip(
             make_split(tiny_classification, "scaffold").values(),
             scaffold_split(tiny_classification).values(),
+            strict=True,
         )
     )
-    saved = save_split(random_split(tiny_classification, seed=5), tiny_classification,
-                       tmp_path / "split.json")
+    saved = save_split(random_split(tiny_classification, seed=5), tiny_classification, tmp_path / "split.json")
     from_file = make_split(tiny_classification, split_file=saved)
     expected = random_split(tiny_classification, seed=5)
     assert all(np.array_equal(from_file[part], expected[part]) for part in expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import itertools
 import math
 import pickle
 import subprocess
@@ -40,7 +41,7 @@ VARIED_SMILES = [
 def read_hiv_smiles(limit: int) -> list[str]:
     with gzip.open(HIV_CSV, "rt") as handle:
         next(handle)  # header: smiles,HIV_active
-        return [line.rsplit(",", 1)[0] for _, line in zip(range(limit), handle)]
+        return [line.rsplit(",", 1)[0] for line in itertools.islice(handle, limit)]
 
 
 def reference_graph(smiles: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,10 +62,7 @@ def reference_graph(smiles: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         (Chem.Atom.GetIsAromatic, fp.BOOLEAN_VOCAB),
         (Chem.Atom.IsInRing, fp.BOOLEAN_VOCAB),
     )
-    atoms = [
-        [vocab.get(getter(atom), len(vocab)) for getter, vocab in atom_getters]
-        for atom in mol.GetAtoms()
-    ]
+    atoms = [[vocab.get(getter(atom), len(vocab)) for getter, vocab in atom_getters] for atom in mol.GetAtoms()]
     edges, bond_rows = [], []
     for bond in mol.GetBonds():
         begin, end = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
@@ -107,8 +105,15 @@ def test_module_imports_only_stdlib_numpy_and_rdkit():
 
 def test_feature_names_and_vocab_sizes():
     assert fp.ATOM_FEATURE_NAMES == (
-        "atomic_num", "chirality", "degree", "formal_charge", "num_hs",
-        "num_radical_electrons", "hybridization", "is_aromatic", "is_in_ring",
+        "atomic_num",
+        "chirality",
+        "degree",
+        "formal_charge",
+        "num_hs",
+        "num_radical_electrons",
+        "hybridization",
+        "is_aromatic",
+        "is_in_ring",
     )
     assert fp.BOND_FEATURE_NAMES == ("bond_type", "stereo", "is_conjugated")
     # Listed values plus one trailing "other" index each.
@@ -128,7 +133,9 @@ def test_ethanol_graph():
     assert bonds.shape == (4, 3) and bonds.dtype == np.int64
     column = fp.ATOM_FEATURE_NAMES.index
     assert atoms[:, column("atomic_num")].tolist() == [
-        fp.ATOMIC_NUM_VOCAB[6], fp.ATOMIC_NUM_VOCAB[6], fp.ATOMIC_NUM_VOCAB[8]
+        fp.ATOMIC_NUM_VOCAB[6],
+        fp.ATOMIC_NUM_VOCAB[6],
+        fp.ATOMIC_NUM_VOCAB[8],
     ]
     assert atoms[:, column("num_hs")].tolist() == [3, 2, 1]
     assert atoms[:, column("degree")].tolist() == [4, 4, 2]
@@ -160,9 +167,9 @@ def test_benzene_is_aromatic():
 def test_formal_charge_index():
     graph = fp.smiles_to_graph("C[N+](C)(C)C")
     charges = graph["atom_features"][:, fp.ATOM_FEATURE_NAMES.index("formal_charge")]
-    assert charges.tolist() == [fp.FORMAL_CHARGE_VOCAB[0]] + [fp.FORMAL_CHARGE_VOCAB[1]] + [
-        fp.FORMAL_CHARGE_VOCAB[0]
-    ] * 3
+    assert (
+        charges.tolist() == [fp.FORMAL_CHARGE_VOCAB[0]] + [fp.FORMAL_CHARGE_VOCAB[1]] + [fp.FORMAL_CHARGE_VOCAB[0]] * 3
+    )
 
 
 def test_stereocentre_chirality():
@@ -321,13 +328,13 @@ def test_featurize_many_keeps_alignment_and_reports_failures():
 
 
 def test_featurize_many_with_workers_matches_serial():
-    smiles_list = read_hiv_smiles(150) + [None, "C1CC", "CC(=O)[O-].[Na+]", ""]
+    smiles_list = [*read_hiv_smiles(150), None, "C1CC", "CC(=O)[O-].[Na+]", ""]
     serial_graphs, serial_failures = fp.featurize_many(smiles_list, num_workers=1)
     pooled_graphs, pooled_failures = fp.featurize_many(smiles_list, num_workers=2)
     assert serial_failures == pooled_failures
     assert len(serial_failures) >= 3
     assert len(pooled_graphs) == len(serial_graphs) == len(smiles_list)
-    for serial, pooled in zip(serial_graphs, pooled_graphs):
+    for serial, pooled in zip(serial_graphs, pooled_graphs, strict=True):
         assert (serial is None) == (pooled is None)
         if serial is not None:
             assert_graphs_equal(serial, pooled)
@@ -355,10 +362,15 @@ def test_description_is_deterministic_within_and_across_processes():
     first = fp.describe_molecule(ASPIRIN)
     assert fp.describe_molecule(ASPIRIN) == first
     fresh = subprocess.run(
-        [sys.executable, "-c",
-         "from protomol_hf.featurization_protomol import describe_molecule;"
-         f"print(describe_molecule({ASPIRIN!r}), end='')"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "from protomol_hf.featurization_protomol import describe_molecule;"
+            f"print(describe_molecule({ASPIRIN!r}), end='')",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert fresh.stdout == first
 

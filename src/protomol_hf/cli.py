@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_input_options(parser, output_help):
     """Options shared by predict and fingerprint: model, input CSV and its columns, output, batching."""
-    parser.add_argument("--model", required=True, help="Folder of a trained model (the --output_dir of `protomol train`).")
+    parser.add_argument(
+        "--model", required=True, help="Folder of a trained model (the --output_dir of `protomol train`)."
+    )
     parser.add_argument("--input", required=True, help="CSV file with one molecule per row.")
     parser.add_argument("--output", required=True, help=output_help)
     parser.add_argument("--smiles_column", default="smiles", help="Column of --input holding the SMILES.")
@@ -211,7 +213,9 @@ def _call_per_row(function, model, processor, table, args):
             progress=True,
         )
     except InvalidRowError as error:
-        raise UsageError(f"data row {error.row} of {args.input} (0-based, header not counted): {error.reason}") from None
+        raise UsageError(
+            f"data row {error.row} of {args.input} (0-based, header not counted): {error.reason}"
+        ) from None
 
 
 def _free_column_name(name, taken) -> str:

@@ -36,7 +36,9 @@ class ProtoMolDataCollator:
         offsets = np.concatenate([[0], np.cumsum(atom_counts)[:-1]])
         batch = {
             "atom_features": torch.from_numpy(np.concatenate(atom_features)),
-            "edge_index": torch.from_numpy(np.concatenate([e + o for e, o in zip(edge_indices, offsets)], axis=1)),
+            "edge_index": torch.from_numpy(
+                np.concatenate([e + o for e, o in zip(edge_indices, offsets, strict=True)], axis=1)
+            ),
             "bond_features": torch.from_numpy(np.concatenate(bond_features)),
             "molecule_index": torch.from_numpy(np.repeat(np.arange(len(features)), atom_counts)),
         }
@@ -44,7 +46,9 @@ class ProtoMolDataCollator:
         with_labels = [f.get("labels") is not None for f in features]
         if any(with_labels):
             if not all(with_labels):
-                raise ValueError(f"molecules {[i for i, has in enumerate(with_labels) if not has]} have no labels, others do")
+                raise ValueError(
+                    f"molecules {[i for i, has in enumerate(with_labels) if not has]} have no labels, others do"
+                )
             batch["labels"] = self._collate_labels(features)
         return batch
 
@@ -52,7 +56,7 @@ class ProtoMolDataCollator:
         lengths = [len(f["text_embeds"] if "text_embeds" in f else f["input_ids"]) for f in features]
         max_length = max(lengths)
         attention_mask = torch.zeros(len(features), max_length, dtype=torch.long)
-        for row, (feature, length) in enumerate(zip(features, lengths)):
+        for row, (feature, length) in enumerate(zip(features, lengths, strict=True)):
             given = feature.get("attention_mask")
             attention_mask[row, :length] = torch.as_tensor(given) if given is not None else 1
         if "text_embeds" in features[0]:
@@ -62,7 +66,7 @@ class ProtoMolDataCollator:
                 text_embeds[row, : len(state)] = state
             return {"text_embeds": text_embeds, "attention_mask": attention_mask}
         input_ids = torch.full((len(features), max_length), self.pad_token_id, dtype=torch.long)
-        for row, (feature, length) in enumerate(zip(features, lengths)):
+        for row, (feature, length) in enumerate(zip(features, lengths, strict=True)):
             input_ids[row, :length] = torch.as_tensor(feature["input_ids"], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
@@ -70,7 +74,9 @@ class ProtoMolDataCollator:
     def _collate_labels(features):
         rows = [np.atleast_1d(np.asarray(f["labels"], dtype=np.float32)) for f in features]
         if len({len(row) for row in rows}) > 1:
-            raise ValueError(f"molecules of one batch have different numbers of labels: {sorted({len(r) for r in rows})}")
+            raise ValueError(
+                f"molecules of one batch have different numbers of labels: {sorted({len(r) for r in rows})}"
+            )
         return torch.from_numpy(np.stack(rows))
 
 

@@ -5,7 +5,7 @@ default, so that the paper's exact variant can be selected once its details are 
 This file is copied into Hub checkpoints: it imports only transformers.
 """
 
-from transformers import AutoConfig, BertConfig, PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 # Sizes of the categorical atom / bond vocabularies of `featurization_protomol` (each includes the
@@ -144,7 +144,9 @@ class ProtoMolConfig(PreTrainedConfig):
         _check_choice("alignment_direction", alignment_direction, ALIGNMENT_DIRECTIONS)
         _check_choice("text_model_mode", text_model_mode, TEXT_MODEL_MODES)
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size={hidden_size} must be divisible by num_attention_heads={num_attention_heads}")
+            raise ValueError(
+                f"hidden_size={hidden_size} must be divisible by num_attention_heads={num_attention_heads}"
+            )
         num_classes = 2 if problem_type == "classification" else regression_num_bins
         if num_classes < 2:
             raise ValueError(f"regression_num_bins must be at least 2, got {regression_num_bins}")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -155,8 +156,9 @@ def load_table(
         label_columns = label_columns if label_columns is not None else spec.label_columns
         task_type = task_type if task_type is not None else spec.task_type
     if data_file is None:
-        raise ValueError("give a data_file (CSV path) or a dataset_name "
-                         f"(one of: {', '.join(sorted(MOLECULENET_DATASETS))})")
+        raise ValueError(
+            f"give a data_file (CSV path) or a dataset_name (one of: {', '.join(sorted(MOLECULENET_DATASETS))})"
+        )
     if task_type is not None and task_type not in TASK_TYPES:
         raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
 
@@ -223,8 +225,9 @@ def _numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     not_numeric = frame[column].notna() & values.isna()
     if not_numeric.any():
         row = int(np.flatnonzero(not_numeric.to_numpy())[0])
-        raise ValueError(f"{path}: label column {column!r} has a non-numeric value "
-                         f"{frame[column].iloc[row]!r} in row {row}")
+        raise ValueError(
+            f"{path}: label column {column!r} has a non-numeric value {frame[column].iloc[row]!r} in row {row}"
+        )
     return values.to_numpy(dtype=np.float64)
 
 
@@ -237,8 +240,10 @@ def _check_binary(labels: np.ndarray, label_columns: list[str], path: Path) -> N
     non_binary = ~np.isnan(labels) & ~np.isin(labels, (0.0, 1.0))
     if non_binary.any():
         row, task = (int(index) for index in np.argwhere(non_binary)[0])
-        raise ValueError(f"{path}: classification labels must be 0 or 1, but column "
-                         f"{label_columns[task]!r} has {labels[row, task]:g} in row {row}")
+        raise ValueError(
+            f"{path}: classification labels must be 0 or 1, but column "
+            f"{label_columns[task]!r} has {labels[row, task]:g} in row {row}"
+        )
 
 
 def _find_excluded_rows(
@@ -270,11 +275,7 @@ def random_split(
     """Random split, stratified on the label for single-task classification."""
     valid_size, test_size = _holdout_sizes(len(table), fractions)
     positions = np.arange(len(table))
-    stratify_labels = (
-        table.labels[:, 0]
-        if table.task_type == "classification" and table.num_tasks == 1
-        else None
-    )
+    stratify_labels = table.labels[:, 0] if table.task_type == "classification" and table.num_tasks == 1 else None
     rest, test = _split_off(positions, test_size, stratify_labels, seed)
     rest_labels = stratify_labels[rest] if stratify_labels is not None else None
     train, valid = _split_off(rest, valid_size, rest_labels, seed)
@@ -288,8 +289,9 @@ def _holdout_sizes(num_rows: int, fractions: Sequence[float]) -> tuple[int, int]
 
 def _check_fractions(fractions: Sequence[float]) -> None:
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"fractions must be three non-negative numbers (train, valid, test) "
-                         f"summing to 1, got {tuple(fractions)}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, valid, test) summing to 1, got {tuple(fractions)}"
+        )
 
 
 def _split_off(
@@ -302,13 +304,9 @@ def _split_off(
         return positions, positions[:0]
     if holdout_size >= len(positions):
         return positions[:0], positions
-    if stratify_labels is not None and not _can_stratify(
-        stratify_labels, holdout_size, len(positions) - holdout_size
-    ):
+    if stratify_labels is not None and not _can_stratify(stratify_labels, holdout_size, len(positions) - holdout_size):
         stratify_labels = None
-    rest, holdout = train_test_split(
-        positions, test_size=holdout_size, random_state=seed, stratify=stratify_labels
-    )
+    rest, holdout = train_test_split(positions, test_size=holdout_size, random_state=seed, stratify=stratify_labels)
     return rest, holdout
 
 
@@ -329,9 +327,7 @@ def scaffold_split(table: MolecularTable, fractions: Sequence[float] = DEFAULT_F
     _check_fractions(fractions)
     train_size = round(fractions[0] * len(table))
     valid_size = round(fractions[1] * len(table))
-    scaffold_sets = sorted(
-        _scaffold_sets(table.smiles), key=lambda members: (len(members), members[0]), reverse=True
-    )
+    scaffold_sets = sorted(_scaffold_sets(table.smiles), key=lambda members: (len(members), members[0]), reverse=True)
     parts: dict[str, list[int]] = {part: [] for part in SPLIT_PARTS}
     for scaffold_set in scaffold_sets:
         if len(parts["train"]) + len(scaffold_set) <= train_size:
@@ -384,8 +380,7 @@ def load_split_file(path: str | Path, table: MolecularTable) -> Split:
         raise ValueError(f"{path}: split file lacks part(s) {missing_parts}")
     file_dataset = content.get("dataset")
     if file_dataset and table.dataset_name and file_dataset != table.dataset_name:
-        raise ValueError(f"{path}: split is for dataset {file_dataset!r}, "
-                         f"but the table is {table.dataset_name!r}")
+        raise ValueError(f"{path}: split is for dataset {file_dataset!r}, but the table is {table.dataset_name!r}")
 
     position_of_row = np.full(table.num_source_rows, -1, dtype=np.int64)
     position_of_row[table.source_rows] = np.arange(len(table))
@@ -396,15 +391,17 @@ def load_split_file(path: str | Path, table: MolecularTable) -> Split:
         rows = [int(row) for row in content[part]]
         for row in rows:
             if not 0 <= row < table.num_source_rows:
-                raise ValueError(f"{path}: row {row} in {part!r} is out of range; the data file "
-                                 f"has rows 0..{table.num_source_rows - 1}")
+                raise ValueError(
+                    f"{path}: row {row} in {part!r} is out of range; the data file "
+                    f"has rows 0..{table.num_source_rows - 1}"
+                )
             if row in part_of_row:
-                where = (f"twice in {part!r}" if part_of_row[row] == part
-                         else f"in both {part_of_row[row]!r} and {part!r}")
+                where = (
+                    f"twice in {part!r}" if part_of_row[row] == part else f"in both {part_of_row[row]!r} and {part!r}"
+                )
                 raise ValueError(f"{path}: row {row} appears {where}")
             if row in exclusion_reason:
-                raise ValueError(f"{path}: row {row} in {part!r} was excluded from the table "
-                                 f"({exclusion_reason[row]})")
+                raise ValueError(f"{path}: row {row} in {part!r} was excluded from the table ({exclusion_reason[row]})")
             part_of_row[row] = part
         split[part] = position_of_row[np.array(rows, dtype=np.int64)]
     return split

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
-from typing import Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -211,9 +211,7 @@ def _parse_smiles(smiles: object) -> Chem.Mol:
     if not isinstance(smiles, str):
         if isinstance(smiles, float) and math.isnan(smiles):
             raise ProtoMolFeaturizationError(smiles, "input is NaN (missing value)")
-        raise ProtoMolFeaturizationError(
-            smiles, f"expected a SMILES string, got {type(smiles).__name__}"
-        )
+        raise ProtoMolFeaturizationError(smiles, f"expected a SMILES string, got {type(smiles).__name__}")
     text = smiles.strip()
     if not text:
         raise ProtoMolFeaturizationError(smiles, "empty SMILES string")
@@ -247,9 +245,7 @@ def _vocab_indices(items, read_value, vocab: dict) -> list[int]:
     return [vocab.get(read_value(item), other) for item in items]
 
 
-def smiles_to_graph(
-    smiles: str, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS
-) -> dict[str, np.ndarray]:
+def smiles_to_graph(smiles: str, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS) -> dict[str, np.ndarray]:
     """Featurize one SMILES as a graph of categorical indices.
 
     Returns ``{"atom_features": int64 [num_atoms, 9], "edge_index": int64 [2, num_edges],
@@ -262,9 +258,7 @@ def smiles_to_graph(
     mol = _parse_smiles(smiles)
     num_heavy_atoms = mol.GetNumHeavyAtoms()
     if num_heavy_atoms > max_heavy_atoms:
-        raise ProtoMolFeaturizationError(
-            smiles, f"{num_heavy_atoms} heavy atoms exceed the limit of {max_heavy_atoms}"
-        )
+        raise ProtoMolFeaturizationError(smiles, f"{num_heavy_atoms} heavy atoms exceed the limit of {max_heavy_atoms}")
     num_atoms = mol.GetNumAtoms()
     num_bonds = mol.GetNumBonds()
     get_atom = mol.GetAtomWithIdx
@@ -445,10 +439,7 @@ def describe_molecule(smiles: str) -> str:
     charges = [atom.GetFormalCharge() for atom in mol.GetAtoms()]
     charged_atoms = sum(1 for charge in charges if charge != 0)
     if charged_atoms:
-        sentences.append(
-            f"Net formal charge {_signed(sum(charges))} "
-            f"with {_count(charged_atoms, 'charged atom')}."
-        )
+        sentences.append(f"Net formal charge {_signed(sum(charges))} with {_count(charged_atoms, 'charged atom')}.")
     else:
         sentences.append("No formal charge.")
 

@@ -33,8 +33,18 @@ METRIC_LABELS = {"roc_auc": "ROC-AUC", "rmse": "RMSE", "mae": "MAE"}
 # results.json test metrics that go into model-index: the mean over tasks, or one task's value.
 _TEST_METRIC_KEY = re.compile(r"(roc_auc|rmse|mae)(?:_(.+))?")
 MOLECULENET_DISPLAY_NAMES = {
-    "bace": "BACE", "bbbp": "BBBP", "clintox": "ClinTox", "tox21": "Tox21", "toxcast": "ToxCast", "sider": "SIDER",
-    "hiv": "HIV", "muv": "MUV", "esol": "ESOL", "freesolv": "FreeSolv", "lipo": "Lipophilicity", "qm7": "QM7",
+    "bace": "BACE",
+    "bbbp": "BBBP",
+    "clintox": "ClinTox",
+    "tox21": "Tox21",
+    "toxcast": "ToxCast",
+    "sider": "SIDER",
+    "hiv": "HIV",
+    "muv": "MUV",
+    "esol": "ESOL",
+    "freesolv": "FreeSolv",
+    "lipo": "Lipophilicity",
+    "qm7": "QM7",
 }
 # What a checkpoint needs besides its own code (pip names); LoRA text models also need peft.
 RUNTIME_PACKAGES = ("torch", "transformers", "torch-geometric", "rdkit")
@@ -206,10 +216,12 @@ def check_model_card(text: str) -> ModelCard:
         problems.append(f"tags lack {sorted(missing_tags)}")
     for result in data.eval_results or []:
         if not isinstance(result.metric_value, float) or not math.isfinite(result.metric_value):
-            problems.append(f"model-index value {result.metric_value!r} of {result.metric_name!r} is not a finite number")
+            problems.append(
+                f"model-index value {result.metric_value!r} of {result.metric_name!r} is not a finite number"
+            )
     if problems:
         raise ValueError("model card metadata: " + "; ".join(problems))
     return card
 
 
-__all__ = ["render_model_card", "check_model_card", "base_model_id", "tested_versions", "eval_results_on_test"]
+__all__ = ["base_model_id", "check_model_card", "eval_results_on_test", "render_model_card", "tested_versions"]

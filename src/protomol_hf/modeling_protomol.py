@@ -90,7 +90,9 @@ class ProtoMolBatchNorm(nn.BatchNorm1d):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         if self.training and states.shape[0] == 1:
-            return F.batch_norm(states, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+            return F.batch_norm(
+                states, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+            )
         return super().forward(states)
 
 
@@ -101,7 +103,9 @@ class ProtoMolGraphLayer(nn.Module):
         super().__init__()
         hidden = config.hidden_size
         self.bond_encoder = ProtoMolCategoricalEncoder(config.bond_vocab_sizes, hidden)
-        mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), ProtoMolBatchNorm(2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden))
+        mlp = nn.Sequential(
+            nn.Linear(hidden, 2 * hidden), ProtoMolBatchNorm(2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, hidden)
+        )
         self.conv = GINEConv(mlp, train_eps=False)
         self.norm = ProtoMolBatchNorm(hidden)
         self.dropout = nn.Dropout(config.graph_dropout)
@@ -154,7 +158,9 @@ class ProtoMolFusionLayer(GradientCheckpointingLayer):
         )
         self.cross_modal = ProtoMolCrossModalLayer(config) if with_cross_attention else None
 
-    def forward(self, atom_states, token_states, edge_index, bond_features, molecule_index, token_mask, output_attentions=False):
+    def forward(
+        self, atom_states, token_states, edge_index, bond_features, molecule_index, token_mask, output_attentions=False
+    ):
         """`atom_states [num_atoms, hidden]`, `token_states [batch, seq_len, hidden]` -> both updated, and attention weights."""
         atom_states = self.graph_layer(atom_states, edge_index, bond_features)
         token_states = self.refiner_layer(token_states, src_key_padding_mask=~token_mask)
@@ -416,7 +422,7 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         if len(texts) != len(smiles):
             raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
         results, features = [], {}
-        for row, (molecule, description) in enumerate(zip(smiles, texts)):
+        for row, (molecule, description) in enumerate(zip(smiles, texts, strict=True)):
             results.append({"smiles": molecule, "predictions": None, "error": None})
             try:
                 features[row] = processor(smiles=molecule, text=description)
@@ -429,8 +435,8 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
             batch = processor.collator([features[row] for row in rows])
             logits = self(**{name: tensor.to(self.device) for name, tensor in batch.items()}).logits.float()
             values = torch.sigmoid(logits) if self.config.problem_type == "classification" else logits
-            for row, row_values in zip(rows, values.tolist()):
-                results[row]["predictions"] = dict(zip(self.config.task_names, row_values))
+            for row, row_values in zip(rows, values.tolist(), strict=True):
+                results[row]["predictions"] = dict(zip(self.config.task_names, row_values, strict=True))
         return results
 
     def forward(
@@ -469,11 +475,10 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         graph_log_probs = top_k_log_probs(graph_logits, config.prototype_top_k)
         text_log_probs = top_k_log_probs(text_logits, config.prototype_top_k)
         prototype_probs = torch.cat([graph_log_probs.exp(), text_log_probs.exp()], dim=-1)
-        scores = self.predictor(outputs.fused_embeds) + torch.einsum("btk,tk->bt", prototype_probs, self.prototype_weights)
-        if config.problem_type == "regression":
-            logits = scores * self.target_std + self.target_mean
-        else:
-            logits = scores
+        scores = self.predictor(outputs.fused_embeds) + torch.einsum(
+            "btk,tk->bt", prototype_probs, self.prototype_weights
+        )
+        logits = scores * self.target_std + self.target_mean if config.problem_type == "regression" else scores
 
         loss = prediction_loss = alignment_loss = contrastive_loss = None
         if labels is not None:
@@ -534,9 +539,9 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
 
 
 __all__ = [
-    "ProtoMolPreTrainedModel",
-    "ProtoMolModel",
     "ProtoMolForMolecularPropertyPrediction",
+    "ProtoMolModel",
     "ProtoMolModelOutput",
+    "ProtoMolPreTrainedModel",
     "ProtoMolPropertyPredictionOutput",
 ]

@@ -68,7 +68,9 @@ def featurize_rows(
     if texts is not None and len(texts) != len(smiles):
         raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
     if texts is None and getattr(processor, "text_source", None) == "given":
-        raise ValueError("this model was trained with texts from a data column: give a text per molecule (--text_column)")
+        raise ValueError(
+            "this model was trained with texts from a data column: give a text per molecule (--text_column)"
+        )
     features, errors = [], []
     for row in tqdm(range(len(smiles)), desc="Featurizing", unit="mol", disable=not progress):
         text = texts[row] if texts is not None else None

@@ -42,7 +42,14 @@ class ProtoMolProcessor(ProcessorMixin):
 
     tokenizer_class = "AutoTokenizer"
 
-    def __init__(self, tokenizer=None, text_source="template", max_text_length=256, max_heavy_atoms=DEFAULT_MAX_HEAVY_ATOMS, **kwargs):
+    def __init__(
+        self,
+        tokenizer=None,
+        text_source="template",
+        max_text_length=256,
+        max_heavy_atoms=DEFAULT_MAX_HEAVY_ATOMS,
+        **kwargs,
+    ):
         _check_text_source(text_source)
         self.text_source = text_source
         self.max_text_length = max_text_length

@@ -51,6 +51,8 @@ def build_compute_metrics(task_type, task_names):
         predictions = np.asarray(predictions, dtype=np.float64)
         if task_type == "classification":
             predictions = torch.sigmoid(torch.from_numpy(predictions)).numpy()
-        return metric.compute(predictions=predictions, references=np.asarray(eval_prediction.label_ids, dtype=np.float64))
+        return metric.compute(
+            predictions=predictions, references=np.asarray(eval_prediction.label_ids, dtype=np.float64)
+        )
 
     return compute_metrics

