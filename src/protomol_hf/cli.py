@@ -10,17 +10,20 @@
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from transformers import AutoModel, AutoProcessor, HfArgumentParser
+from transformers.hf_argparser import DataClassType
 
 from .prediction import INVALID_ROW_POLICIES, InvalidRowError, embed_smiles, predict_smiles
 from .training import DataArguments, ModelArguments, ProtoMolTrainingArguments, run_training
 
-TRAIN_ARGUMENT_TYPES = (ModelArguments, DataArguments, ProtoMolTrainingArguments)
+# HfArgumentParser types the dataclasses it takes with its NewType `DataClassType`.
+TRAIN_ARGUMENT_TYPES = tuple(DataClassType(cls) for cls in (ModelArguments, DataArguments, ProtoMolTrainingArguments))
 FINGERPRINT_SUFFIXES = (".npz", ".npy")
 
 
@@ -122,7 +125,7 @@ def _positive_int(text) -> int:
     return value
 
 
-def run_train(args) -> None:
+def run_train(args: argparse.Namespace) -> None:
     """`protomol train`: the training run of scripts/train.py."""
     model_args, data_args, training_args = HfArgumentParser(TRAIN_ARGUMENT_TYPES).parse_dict(
         vars(args), allow_extra_keys=True
@@ -133,7 +136,7 @@ def run_train(args) -> None:
         print(json.dumps({"test_" + metric: results["test"][metric], "output_dir": training_args.output_dir}))
 
 
-def run_predict(args) -> None:
+def run_predict(args: argparse.Namespace) -> None:
     """`protomol predict`: one prediction per task for every CSV row, written next to the input columns."""
     table = _read_table(args.input, args.smiles_column, args.text_column)
     model, processor = _load_model(args.model, args.device)
@@ -147,7 +150,7 @@ def run_predict(args) -> None:
     print(_summary("predicted", errors, "see the error column"))
 
 
-def run_fingerprint(args) -> None:
+def run_fingerprint(args: argparse.Namespace) -> None:
     """`protomol fingerprint`: embeddings and prototype similarities of every valid molecule of the CSV."""
     suffix = Path(args.output).suffix
     if suffix not in FINGERPRINT_SUFFIXES:
@@ -233,7 +236,7 @@ def _summary(verb, errors, where_to_look) -> str:
     return f"{verb} {len(errors) - skipped} of {len(errors)} rows; skipped {skipped} ({where_to_look})"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the `protomol` command line (`argv` defaults to sys.argv[1:]); returns the exit code."""
     args = build_parser().parse_args(argv)
     try:

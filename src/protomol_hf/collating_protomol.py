@@ -4,6 +4,9 @@ Plain tensors (no PyG `Batch`) so that the Trainer, accelerate and DeepSpeed can
 This file is copied into Hub checkpoints: it imports only numpy and torch.
 """
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -26,7 +29,8 @@ class ProtoMolDataCollator:
         self.num_atom_features = num_atom_features
         self.num_bond_features = num_bond_features
 
-    def __call__(self, features):
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Collate the molecules of one batch (see the class docstring for the keys and shapes)."""
         if not features:
             raise ValueError("cannot collate an empty list of molecules")
         atom_features = [_int_matrix(f["atom_features"], self.num_atom_features) for f in features]

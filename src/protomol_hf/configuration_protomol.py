@@ -5,6 +5,9 @@ default, so that the paper's exact variant can be selected once its details are 
 This file is copied into Hub checkpoints: it imports only transformers.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -104,34 +107,34 @@ class ProtoMolConfig(PreTrainedConfig):
 
     def __init__(
         self,
-        text_config=None,
-        hidden_size=128,
-        num_layers=5,
-        atom_vocab_sizes=DEFAULT_ATOM_VOCAB_SIZES,
-        bond_vocab_sizes=DEFAULT_BOND_VOCAB_SIZES,
-        graph_dropout=0.1,
-        readout="mean",
-        num_attention_heads=4,
-        refiner_intermediate_size=512,
-        attention_dropout=0.1,
-        cross_attention="every_layer",
-        num_prototypes_per_class=5,
-        prototype_top_k=5,
-        prototype_temperature=0.1,
-        regression_num_bins=2,
-        alignment_direction="symmetric",
-        alignment_loss_weight=0.1,
-        contrastive_loss_weight=0.1,
-        problem_type="classification",
-        num_tasks=1,
-        task_names=None,
-        text_model_mode="frozen",
-        lora_rank=8,
-        lora_alpha=16,
-        lora_dropout=0.05,
-        lora_target_modules=None,
-        initializer_range=0.02,
-        **kwargs,
+        text_config: dict[str, Any] | PreTrainedConfig | None = None,
+        hidden_size: int = 128,
+        num_layers: int = 5,
+        atom_vocab_sizes: Sequence[int] = DEFAULT_ATOM_VOCAB_SIZES,
+        bond_vocab_sizes: Sequence[int] = DEFAULT_BOND_VOCAB_SIZES,
+        graph_dropout: float = 0.1,
+        readout: str = "mean",
+        num_attention_heads: int = 4,
+        refiner_intermediate_size: int = 512,
+        attention_dropout: float = 0.1,
+        cross_attention: str = "every_layer",
+        num_prototypes_per_class: int = 5,
+        prototype_top_k: int = 5,
+        prototype_temperature: float = 0.1,
+        regression_num_bins: int = 2,
+        alignment_direction: str = "symmetric",
+        alignment_loss_weight: float = 0.1,
+        contrastive_loss_weight: float = 0.1,
+        problem_type: str = "classification",
+        num_tasks: int = 1,
+        task_names: Sequence[str] | None = None,
+        text_model_mode: str = "frozen",
+        lora_rank: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.05,
+        lora_target_modules: str | list[str] | None = None,
+        initializer_range: float = 0.02,
+        **kwargs: Any,
     ):
         if text_config is None:
             text_config = dict(DEFAULT_TEXT_CONFIG)
@@ -187,7 +190,9 @@ class ProtoMolConfig(PreTrainedConfig):
         kwargs.setdefault("num_labels", num_tasks)
         # A saved ProtoMol is a property predictor: every Auto class resolves to the head in remote code.
         kwargs.setdefault("auto_map", dict(REMOTE_CODE_AUTO_MAP))
-        super().__init__(problem_type=problem_type, **kwargs)
+        # transformers types `problem_type` with its own head types only; ProtoMol stores
+        # "classification" / "regression", which transformers keeps as given.
+        super().__init__(problem_type=problem_type, **kwargs)  # type: ignore[arg-type]
 
     @property
     def num_classes(self) -> int:
@@ -196,6 +201,7 @@ class ProtoMolConfig(PreTrainedConfig):
 
     @property
     def num_prototypes_per_task(self) -> int:
+        """Prototypes per task: `num_classes * num_prototypes_per_class`."""
         return self.num_classes * self.num_prototypes_per_class
 
 

@@ -65,6 +65,7 @@ MOLECULENET_DATASETS: dict[str, DatasetSpec] = {
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
+    """The spec of the bundled dataset `name` (case-insensitive); ValueError listing the known ones otherwise."""
     try:
         return MOLECULENET_DATASETS[name.lower()]
     except KeyError:
@@ -73,6 +74,7 @@ def get_dataset_spec(name: str) -> DatasetSpec:
 
 
 def bundled_dataset_path(name: str) -> Path:
+    """Path of the bundled CSV file of dataset `name`, inside the installed package."""
     spec = get_dataset_spec(name)
     return Path(str(resources.files("protomol_hf") / "datasets" / spec.filename))
 
@@ -100,8 +102,8 @@ class MolecularTable:
     task_type: TaskType
     source_rows: np.ndarray
     invalid_rows: list[ExcludedRow]
+    data_file: str
     texts: list[str] | None = None
-    data_file: str | None = None
     dataset_name: str | None = None
 
     def __len__(self) -> int:
@@ -109,13 +111,16 @@ class MolecularTable:
 
     @property
     def num_tasks(self) -> int:
+        """Number of label columns."""
         return len(self.task_names)
 
     @property
     def num_source_rows(self) -> int:
+        """Number of data rows in the CSV file: the kept ones plus the excluded ones."""
         return len(self) + len(self.invalid_rows)
 
     def report(self, max_listed: int = 10) -> str:
+        """One line saying how many rows were kept, listing (at most `max_listed` of) the excluded ones."""
         summary = f"kept {len(self)} of {self.num_source_rows} rows"
         if not self.invalid_rows:
             return f"{summary}; none excluded"
@@ -255,8 +260,8 @@ def _find_excluded_rows(
     """One record per unusable row, in row order; the first applicable reason wins."""
     _, failures = featurize_many(smiles, num_workers=num_workers)
     reasons = {failure.row: failure.reason for failure in failures}
-    for row in np.flatnonzero(np.isnan(labels).all(axis=1)):
-        reasons.setdefault(int(row), "all labels missing")
+    for unlabeled_row in np.flatnonzero(np.isnan(labels).all(axis=1)):
+        reasons.setdefault(int(unlabeled_row), "all labels missing")
     if texts is not None:
         for row, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
@@ -418,8 +423,7 @@ def save_split(
     content: dict[str, object] = {}
     if table.dataset_name is not None:
         content["dataset"] = table.dataset_name
-    if table.data_file is not None:
-        content["file"] = Path(table.data_file).name
+    content["file"] = Path(table.data_file).name
     if split_name is not None:
         content["split"] = split_name
     for part in SPLIT_PARTS:

@@ -245,17 +245,18 @@ def _vocab_indices(items, read_value, vocab: dict) -> list[int]:
     return [vocab.get(read_value(item), other) for item in items]
 
 
-def smiles_to_graph(smiles: str, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS) -> dict[str, np.ndarray]:
+def smiles_to_graph(smiles: object, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS) -> dict[str, np.ndarray]:
     """Featurize one SMILES as a graph of categorical indices.
 
     Returns ``{"atom_features": int64 [num_atoms, 9], "edge_index": int64 [2, num_edges],
     "bond_features": int64 [num_edges, 3]}``. Every bond appears in both directions:
     edge 2k is u->v and edge 2k+1 is v->u, both with the bond's features.
     Disconnected fragments (salts, mixtures) stay in one graph.
-    Raises ProtoMolFeaturizationError for unusable input or more than
-    ``max_heavy_atoms`` heavy atoms.
+    Raises ProtoMolFeaturizationError for unusable input (anything but a valid
+    SMILES string, e.g. None or NaN) or more than ``max_heavy_atoms`` heavy atoms.
     """
     mol = _parse_smiles(smiles)
+    assert isinstance(smiles, str)  # _parse_smiles rejects everything else
     num_heavy_atoms = mol.GetNumHeavyAtoms()
     if num_heavy_atoms > max_heavy_atoms:
         raise ProtoMolFeaturizationError(smiles, f"{num_heavy_atoms} heavy atoms exceed the limit of {max_heavy_atoms}")
@@ -409,7 +410,8 @@ def describe_molecule(smiles: str) -> str:
     """
     mol = _parse_smiles(smiles)
     formula = rdMolDescriptors.CalcMolFormula(mol)
-    molecular_weight = Descriptors.MolWt(mol)
+    # RDKit defines MolWt at import time (a lambda), so its bundled stub omits it.
+    molecular_weight = Descriptors.MolWt(mol)  # type: ignore[attr-defined]
     log_p = rdMolDescriptors.CalcCrippenDescriptors(mol)[0]
     tpsa = rdMolDescriptors.CalcTPSA(mol)
     donors = rdMolDescriptors.CalcNumHBD(mol)

@@ -5,6 +5,9 @@ implements the benchmark protocol: mean ROC-AUC over tasks skipping missing labe
 labels hold a single class; RMSE and MAE in the target's own units, per task and averaged.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import datasets
 import evaluate
 import numpy as np
@@ -17,7 +20,7 @@ class MoleculeNetMetric(evaluate.Metric):
     For classification, predictions are logits or probabilities (ROC-AUC only needs their order).
     """
 
-    def __init__(self, task_type: str = "classification", task_names=None, **kwargs):
+    def __init__(self, task_type: str = "classification", task_names: Sequence[str] | None = None, **kwargs: Any):
         if task_type not in ("classification", "regression"):
             raise ValueError(f"task_type must be 'classification' or 'regression', got {task_type!r}")
         self.task_type = task_type

@@ -11,6 +11,7 @@ import json
 import math
 import platform
 import re
+from os import PathLike
 from pathlib import Path
 
 import jinja2
@@ -127,7 +128,7 @@ def _split_kind(split_name: str) -> str:
 
 
 def render_model_card(
-    model_dir,
+    model_dir: str | PathLike[str],
     repo_id: str = PLACEHOLDER_REPO_ID,
     revision: str = PLACEHOLDER_REVISION,
     template_path: Path = TEMPLATE_PATH,
@@ -204,6 +205,7 @@ def check_model_card(text: str) -> ModelCard:
     the metadata a ProtoMol card needs. Offline: `ModelCard.validate()` would post the card to the Hub."""
     card = ModelCard(text)
     data = card.data
+    assert isinstance(data, ModelCardData)  # ModelCard's card_data_class; the attribute is typed as the base class
     problems = []
     if data.license != LICENSE:
         problems.append(f"license is {data.license!r}, expected {LICENSE!r}")

@@ -6,8 +6,12 @@ described in docs/METHOD.md. This file is copied into Hub checkpoints: it import
 sibling configuration file and third-party packages (never RDKit).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from os import PathLike
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,11 +80,12 @@ class ProtoMolPropertyPredictionOutput(ModelOutput):
 class ProtoMolCategoricalEncoder(nn.Module):
     """Sum of one embedding per categorical feature (OGB style): `[num_items, num_features]` -> `[num_items, hidden]`."""
 
-    def __init__(self, vocab_sizes, hidden_size):
+    def __init__(self, vocab_sizes: Sequence[int], hidden_size: int):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(size, hidden_size) for size in vocab_sizes)
 
     def forward(self, features: torch.LongTensor) -> torch.Tensor:
+        """`[num_items, num_features]` category indices -> `[num_items, hidden]`."""
         return sum(embedding(features[:, i]) for i, embedding in enumerate(self.embeddings))
 
 
@@ -89,6 +94,7 @@ class ProtoMolBatchNorm(nn.BatchNorm1d):
     normalises with the running statistics instead of failing on a batch variance of one value."""
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """`[num_atoms, features]` -> `[num_atoms, features]`."""
         if self.training and states.shape[0] == 1:
             return F.batch_norm(
                 states, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
@@ -110,7 +116,9 @@ class ProtoMolGraphLayer(nn.Module):
         self.norm = ProtoMolBatchNorm(hidden)
         self.dropout = nn.Dropout(config.graph_dropout)
 
-    def forward(self, atom_states, edge_index, bond_features):
+    def forward(
+        self, atom_states: torch.Tensor, edge_index: torch.LongTensor, bond_features: torch.LongTensor
+    ) -> torch.Tensor:
         """`[num_atoms, hidden]`, `[2, num_edges]`, `[num_edges, num_bond_features]` -> `[num_atoms, hidden]`."""
         updated = self.conv(atom_states, edge_index, self.bond_encoder(bond_features))
         return self.dropout(F.relu(self.norm(updated)))
@@ -128,7 +136,14 @@ class ProtoMolCrossModalLayer(nn.Module):
         self.atoms_to_tokens = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
         self.tokens_to_atoms = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
 
-    def forward(self, atom_states, atom_mask, token_states, token_mask, output_attentions=False):
+    def forward(
+        self,
+        atom_states: torch.Tensor,
+        atom_mask: torch.Tensor,
+        token_states: torch.Tensor,
+        token_mask: torch.Tensor,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
         """`atom_states [batch, max_atoms, hidden]`, `atom_mask [batch, max_atoms]`, `token_states
         [batch, seq_len, hidden]`, `token_mask [batch, seq_len]` (True = real) -> updated states and weights."""
         atoms, tokens = self.atom_norm(atom_states), self.token_norm(token_states)
@@ -159,8 +174,15 @@ class ProtoMolFusionLayer(GradientCheckpointingLayer):
         self.cross_modal = ProtoMolCrossModalLayer(config) if with_cross_attention else None
 
     def forward(
-        self, atom_states, token_states, edge_index, bond_features, molecule_index, token_mask, output_attentions=False
-    ):
+        self,
+        atom_states: torch.Tensor,
+        token_states: torch.Tensor,
+        edge_index: torch.LongTensor,
+        bond_features: torch.LongTensor,
+        molecule_index: torch.LongTensor,
+        token_mask: torch.Tensor,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None] | None]:
         """`atom_states [num_atoms, hidden]`, `token_states [batch, seq_len, hidden]` -> both updated, and attention weights."""
         atom_states = self.graph_layer(atom_states, edge_index, bond_features)
         token_states = self.refiner_layer(token_states, src_key_padding_mask=~token_mask)
@@ -184,7 +206,7 @@ class ProtoMolPrototypeSpace(nn.Module):
         # Prototype p of a task anchors class p // num_prototypes_per_class.
         self.prototypes = nn.Parameter(torch.empty(config.num_tasks, config.num_prototypes_per_task, hidden))
 
-    def forward(self, graph_embeds, text_embeds):
+    def forward(self, graph_embeds: torch.Tensor, text_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`[batch, hidden]` twice -> cosine similarities `[batch, num_tasks, num_prototypes_per_task]` twice."""
         prototypes = F.normalize(self.prototypes, dim=-1)
         graph = F.normalize(self.graph_projection(graph_embeds), dim=-1)
@@ -193,6 +215,8 @@ class ProtoMolPrototypeSpace(nn.Module):
 
 
 class ProtoMolPreTrainedModel(PreTrainedModel):
+    """Base class of the ProtoMol models: config class, weight initialisation and `from_pretrained` settings."""
+
     config_class = ProtoMolConfig
     config: ProtoMolConfig
     base_model_prefix = "protomol"
@@ -217,7 +241,7 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.class_boundaries)
 
 
-def masked_mean(states, mask):
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`[batch, seq_len, hidden]`, `[batch, seq_len]` -> `[batch, hidden]` mean over the positions where mask is True."""
     weights = mask.unsqueeze(-1).to(states.dtype)
     return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
@@ -265,7 +289,7 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
                     module._is_hf_initialized = True
                     module.requires_grad_(True)
 
-    def encode_text(self, input_ids, attention_mask):
+    def encode_text(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token states `[batch, seq_len, text_hidden]` of the language model."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.text_model_mode != "frozen"):
             return self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -293,10 +317,10 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
         text_embeds (`[batch, seq_len, text_hidden]`): precomputed token states of the (frozen) language model,
             used instead of `input_ids`, e.g. from a text-feature cache.
         """
-        if (input_ids is None) == (text_embeds is None):
-            raise ValueError("Pass exactly one of `input_ids` (runs the text model) or `text_embeds` (precomputed)")
-        if text_embeds is None:
+        if text_embeds is None and input_ids is not None:
             text_embeds = self.encode_text(input_ids, attention_mask)
+        elif text_embeds is None or input_ids is not None:
+            raise ValueError("Pass exactly one of `input_ids` (runs the text model) or `text_embeds` (precomputed)")
         token_mask = attention_mask.bool()
         token_states = self.text_input_projection(text_embeds.to(self.text_input_projection.weight.dtype))
         atom_states = self.atom_encoder(atom_features)
@@ -328,19 +352,19 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
         )
 
 
-def top_k_log_probs(logits, k):
+def top_k_log_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Log-softmax over the `k` largest entries of the last dim; the others get probability 0 (-inf)."""
     threshold = logits.topk(k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < threshold, float("-inf")).log_softmax(-1)
 
 
-def sparse_kl_divergence(sparse_log_p, log_q):
+def sparse_kl_divergence(sparse_log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) summed over the last dim, where p may hold exact zeros (they contribute nothing)."""
     p = sparse_log_p.exp()
     return (p * (sparse_log_p.masked_fill(p == 0, 0.0) - log_q)).sum(-1)
 
 
-def masked_average(values, mask):
+def masked_average(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `values` over the True entries of `mask`; 0 (still differentiable) when none is True."""
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
@@ -348,6 +372,12 @@ def masked_average(values, mask):
 
 class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
     """ProtoMol with its predictor head and all training objectives computed in `forward`."""
+
+    # Buffers registered in `__init__` (the regression statistics only for regression models).
+    prototype_classes: torch.Tensor
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+    class_boundaries: torch.Tensor
 
     def __init__(self, config: ProtoMolConfig):
         super().__init__(config)
@@ -366,7 +396,9 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_text_pretrained(cls, text_model_dir, **config_kwargs):
+    def from_text_pretrained(
+        cls, text_model_dir: str | PathLike[str], **config_kwargs: Any
+    ) -> "ProtoMolForMolecularPropertyPrediction":
         """A fresh ProtoMol around the pretrained language model saved in `text_model_dir` (a local folder)."""
         text_model = AutoModel.from_pretrained(text_model_dir)
         config = ProtoMolConfig(text_config=AutoConfig.from_pretrained(text_model_dir).to_dict(), **config_kwargs)
@@ -385,7 +417,7 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         return model
 
     @torch.no_grad()
-    def set_target_statistics(self, labels):
+    def set_target_statistics(self, labels: torch.Tensor | np.ndarray) -> None:
         """Record regression statistics from training labels `[num_molecules, num_tasks]` (NaN = missing):
         per-task mean and std for standardization, and quantile boundaries for the prototype classes."""
         if self.config.problem_type != "regression":
@@ -400,7 +432,7 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
             self.target_std[task] = values.std(unbiased=False).clamp(min=1e-6)
             self.class_boundaries[task] = torch.quantile(values, quantiles)
 
-    def label_classes(self, labels):
+    def label_classes(self, labels: torch.Tensor) -> torch.Tensor:
         """`[batch, num_tasks]` labels -> prototype class of each (molecule, task) `[batch, num_tasks]`, long."""
         labels = labels.nan_to_num(0.0)
         if self.config.problem_type == "classification":
@@ -409,7 +441,13 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         return torch.searchsorted(boundaries, labels.t().contiguous(), right=True).t()
 
     @torch.no_grad()
-    def predict(self, smiles, processor, text=None, batch_size=64):
+    def predict(
+        self,
+        smiles: str | Sequence[str],
+        processor: Any,  # the checkpoint's ProtoMolProcessor, which this file cannot import (it needs RDKit)
+        text: str | Sequence[str] | None = None,
+        batch_size: int = 64,
+    ) -> list[dict[str, Any]]:
         """Predict every task for `smiles` (one string or a list) with this checkpoint's `processor`;
         `text` optionally gives each molecule's description.
 
@@ -421,7 +459,8 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         texts = [None] * len(smiles) if text is None else [text] if isinstance(text, str) else list(text)
         if len(texts) != len(smiles):
             raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
-        results, features = [], {}
+        results: list[dict[str, Any]] = []
+        features: dict[int, dict[str, Any]] = {}
         for row, (molecule, description) in enumerate(zip(smiles, texts, strict=True)):
             results.append({"smiles": molecule, "predictions": None, "error": None})
             try:
@@ -527,7 +566,7 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         """Supervised InfoNCE over prototypes for both modalities (the molecule's own-class prototypes are the
         positives), plus a penalty on positive cosine similarity between prototypes of different classes."""
         positive = self.prototype_classes.view(1, 1, -1) == classes.unsqueeze(-1)
-        info_nce = 0.0
+        info_nce: torch.Tensor | float = 0.0
         for logits in (graph_logits, text_logits):
             positive_logsumexp = logits.masked_fill(~positive, float("-inf")).logsumexp(-1)
             info_nce = info_nce + masked_average(logits.logsumexp(-1) - positive_logsumexp, present) / 2

@@ -11,10 +11,14 @@ the input: rows that failed hold NaN and the reason in `errors`.
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
+from .processing_protomol import ProtoMolProcessor
 
 INVALID_ROW_POLICIES = ("skip", "error")
 # Arrays returned by `embed_smiles`, each `[num_rows, width]`.
@@ -25,6 +29,17 @@ EMBEDDING_NAMES = (
     "graph_prototype_similarities",
     "text_prototype_similarities",
 )
+
+
+class _ModelOutputs(Protocol):
+    """The fields read from a ProtoMol forward pass (of this package's class or of a checkpoint's own copy)."""
+
+    logits: torch.Tensor
+    graph_embeds: torch.Tensor
+    text_pooled_embeds: torch.Tensor
+    fused_embeds: torch.Tensor
+    graph_prototype_similarities: torch.Tensor
+    text_prototype_similarities: torch.Tensor
 
 
 class InvalidRowError(ValueError):
@@ -51,7 +66,7 @@ def _text_problem(text) -> str | None:
 
 
 def featurize_rows(
-    processor,
+    processor: ProtoMolProcessor,
     smiles: Sequence,
     texts: Sequence | None = None,
     invalid: str = "skip",
@@ -78,7 +93,8 @@ def featurize_rows(
         item = None
         if reason is None:
             try:
-                item = processor(smiles=smiles[row], text=text)
+                # One SMILES string gives the features of one molecule.
+                item = cast(dict[str, Any], processor(smiles=smiles[row], text=text))
             except ValueError as error:  # ProtoMolFeaturizationError, possibly the checkpoint's own copy
                 reason = f"invalid SMILES: {getattr(error, 'reason', error)}"
         if reason is not None and invalid == "error":
@@ -94,7 +110,7 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 @torch.no_grad()
-def _model_outputs(model, processor, features, batch_size, progress) -> Iterator[tuple[list[int], object]]:
+def _model_outputs(model, processor, features, batch_size, progress) -> Iterator[tuple[list[int], _ModelOutputs]]:
     """Run `model` over the featurized rows (None = skipped) in batches; yields (row indices, outputs)."""
     model.eval()
     valid_rows = [row for row, item in enumerate(features) if item is not None]
@@ -106,8 +122,8 @@ def _model_outputs(model, processor, features, batch_size, progress) -> Iterator
 
 
 def predict_smiles(
-    model,
-    processor,
+    model: ProtoMolForMolecularPropertyPrediction,
+    processor: ProtoMolProcessor,
     smiles: Sequence,
     texts: Sequence | None = None,
     batch_size: int = 64,
@@ -119,7 +135,8 @@ def predict_smiles(
     Returns `(predictions, errors)`: `predictions` is float64 `[len(smiles), num_tasks]` (probabilities
     for classification, values in the target's units for regression) with NaN rows where `errors` names
     the reason the molecule could not be predicted. `texts` (one per molecule) replace the model's own
-    descriptions; `invalid="error"` raises `InvalidRowError` at the first invalid row.
+    descriptions; `invalid="error"` raises `InvalidRowError` at the first invalid row. `model` and
+    `processor` are loaded from one checkpoint (with remote code they are the checkpoint's own classes).
     """
     _check_batch_size(batch_size)
     features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
@@ -132,8 +149,8 @@ def predict_smiles(
 
 
 def embed_smiles(
-    model,
-    processor,
+    model: ProtoMolForMolecularPropertyPrediction,
+    processor: ProtoMolProcessor,
     smiles: Sequence,
     texts: Sequence | None = None,
     batch_size: int = 64,
@@ -144,7 +161,8 @@ def embed_smiles(
 
     Returns `(embeddings, errors)`: `embeddings` maps each of `EMBEDDING_NAMES` to a float32
     `[len(smiles), width]` array (graph and text summaries `[hidden]`, fused `[2 * hidden]`, prototype
-    similarities flattened to `[num_tasks * num_prototypes_per_task]`), NaN in rows that failed.
+    similarities flattened to `[num_tasks * num_prototypes_per_task]`), NaN in rows that failed. Other
+    arguments as in `predict_smiles`.
     """
     _check_batch_size(batch_size)
     features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)

@@ -4,8 +4,12 @@ This file is copied into Hub checkpoints: it imports only its siblings, numpy, R
 the featurizer) and transformers.
 """
 
+from collections.abc import Sequence
+from typing import Any, Literal
+
 import numpy as np
-from transformers import ProcessorMixin
+from numpy.typing import ArrayLike
+from transformers import PreTrainedTokenizerBase, ProcessorMixin
 
 from .collating_protomol import ProtoMolDataCollator
 from .featurization_protomol import (
@@ -44,11 +48,11 @@ class ProtoMolProcessor(ProcessorMixin):
 
     def __init__(
         self,
-        tokenizer=None,
-        text_source="template",
-        max_text_length=256,
-        max_heavy_atoms=DEFAULT_MAX_HEAVY_ATOMS,
-        **kwargs,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        text_source: str = "template",
+        max_text_length: int = 256,
+        max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS,
+        **kwargs: Any,
     ):
         _check_text_source(text_source)
         self.text_source = text_source
@@ -58,13 +62,16 @@ class ProtoMolProcessor(ProcessorMixin):
 
     @property
     def collator(self) -> ProtoMolDataCollator:
+        """The collator that batches this processor's per-molecule features (pads with the tokenizer's pad id)."""
         return ProtoMolDataCollator(
             pad_token_id=self.tokenizer.pad_token_id or 0,
             num_atom_features=len(ATOM_FEATURE_NAMES),
             num_bond_features=len(BOND_FEATURE_NAMES),
         )
 
-    def texts_for(self, smiles, text=None, text_source=None):
+    def texts_for(
+        self, smiles: Sequence[str], text: str | Sequence[str] | None = None, text_source: str | None = None
+    ) -> list[str]:
         """The description of each molecule under `text_source` (list in, list out)."""
         text_source = text_source or self.text_source
         _check_text_source(text_source)
@@ -82,14 +89,26 @@ class ProtoMolProcessor(ProcessorMixin):
             return list(smiles)
         return [describe_molecule(s) for s in smiles]
 
-    def __call__(self, smiles=None, text=None, labels=None, text_source=None, return_tensors=None, **kwargs):
+    def __call__(
+        self,
+        smiles: str | Sequence[str] | None = None,
+        text: str | Sequence[str] | None = None,
+        labels: ArrayLike | None = None,
+        text_source: str | None = None,
+        return_tensors: Literal["pt"] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
         """Featurize `smiles` (a string or a list), with optional `text` and `labels` (`[num_molecules]` or
         `[num_molecules, num_tasks]`, NaN where missing). Invalid molecules raise `ProtoMolFeaturizationError`
-        naming every failed row."""
+        naming every failed row.
+
+        Returns the features of each molecule (`atom_features`, `edge_index`, `bond_features`, `input_ids`,
+        `attention_mask`, optional `labels`): one dict for a single SMILES, a list of dicts for a list, or, with
+        `return_tensors="pt"`, the collated batch of tensors (see [`ProtoMolDataCollator`])."""
         if smiles is None:
             raise ValueError("ProtoMolProcessor needs `smiles`")
         single = isinstance(smiles, str)
-        smiles_list = [smiles] if single else list(smiles)
+        smiles_list = [smiles] if isinstance(smiles, str) else list(smiles)
         graphs, failures = [], []
         for row, item in enumerate(smiles_list):
             try:

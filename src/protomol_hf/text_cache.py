@@ -8,13 +8,18 @@ storage dtype and the texts, so a change to any of them builds a new cache.
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping, Sequence
+from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
 from .collating_protomol import ProtoMolDataCollator
+from .modeling_protomol import ProtoMolModel
 
 _STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -36,7 +41,7 @@ def _fingerprint_text_model(text_model, tokenizer, max_length, dtype, texts):
 class TextFeatureCache:
     """Token states `[num_tokens_i, text_hidden]` of each distinct text, read from a memory-mapped file."""
 
-    def __init__(self, directory):
+    def __init__(self, directory: str | PathLike[str]):
         self.directory = Path(directory)
         index = json.loads((self.directory / "index.json").read_text())
         self.texts = index["texts"]
@@ -44,32 +49,32 @@ class TextFeatureCache:
         self.offsets = np.load(self.directory / "offsets.npy")
         self.states = np.load(self.directory / "states.npy", mmap_mode="r")
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.texts)
 
-    def text_ids(self, texts):
+    def text_ids(self, texts: Iterable[str]) -> list[int]:
         """Row of each text in the cache (raises KeyError naming a text that is not cached)."""
         try:
             return [self._row_of_text[text] for text in texts]
         except KeyError as error:
             raise KeyError(f"text not in the cache at {self.directory}: {error.args[0][:80]!r}") from None
 
-    def token_states(self, text_id):
+    def token_states(self, text_id: int) -> np.ndarray:
         """`[num_tokens, text_hidden]` view into the memory-mapped states of one text."""
         return self.states[self.offsets[text_id] : self.offsets[text_id + 1]]
 
     @classmethod
     def build(
         cls,
-        texts,
-        protomol_model,
-        tokenizer,
-        cache_root,
-        max_length,
-        batch_size=64,
-        dtype="float16",
-        show_progress=True,
-    ):
+        texts: Iterable[str],
+        protomol_model: ProtoMolModel,
+        tokenizer: PreTrainedTokenizerBase,
+        cache_root: str | PathLike[str],
+        max_length: int,
+        batch_size: int = 64,
+        dtype: str = "float16",
+        show_progress: bool = True,
+    ) -> "TextFeatureCache":
         """Cache the token states that `protomol_model.encode_text` gives for the distinct `texts`.
         Reuses an existing cache with the same fingerprint."""
         distinct = sorted(set(texts))
@@ -99,8 +104,10 @@ class TextFeatureCache:
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 batch = tokenizer.pad({"input_ids": [tokens["input_ids"][row] for row in rows]}, return_tensors="pt")
-                hidden = protomol_model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-                hidden = hidden.float().cpu().numpy()
+                token_states = protomol_model.encode_text(
+                    batch["input_ids"].to(device), batch["attention_mask"].to(device)
+                )
+                hidden = token_states.float().cpu().numpy()
                 for i, row in enumerate(rows):
                     states[offsets[row] : offsets[row + 1]] = hidden[i, : lengths[row]]
                 progress.update(len(rows))
@@ -122,7 +129,8 @@ class ProtoMolCachedTextCollator:
         self.cache = cache
         self.collator = collator
 
-    def __call__(self, features):
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Features with a `text_id` (their `input_ids` / `attention_mask` are dropped) -> the collated batch."""
         batch_features = []
         for feature in features:
             states = np.array(self.cache.token_states(int(feature["text_id"])))  # copy out of the read-only map

@@ -1,10 +1,13 @@
 """ProtoMolTrainer: the transformers Trainer with ProtoMol's loss components logged."""
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer
+from torch import nn
+from transformers import EvalPrediction, Trainer
 
 from .metrics import MoleculeNetMetric
 
@@ -22,7 +25,14 @@ class ProtoMolTrainer(Trainer):
         self._component_sums = defaultdict(float)
         self._component_steps = 0
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """The loss `forward` returns (with the outputs when `return_outputs`); records its components when training."""
         outputs = model(**inputs)
         if model.training:
             for name in LOSS_COMPONENTS:
@@ -30,7 +40,8 @@ class ProtoMolTrainer(Trainer):
             self._component_steps += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def log(self, logs, start_time=None):
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """`Trainer.log`, with each loss component's mean over the steps since the last training log added."""
         if "loss" in logs and self._component_steps:
             for name in LOSS_COMPONENTS:
                 window_mean = self._component_sums[name] / self._component_steps
@@ -40,11 +51,13 @@ class ProtoMolTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def build_compute_metrics(task_type, task_names):
+def build_compute_metrics(
+    task_type: str, task_names: Sequence[str] | None
+) -> Callable[[EvalPrediction], dict[str, float]]:
     """`compute_metrics` for the Trainer: MoleculeNet metrics on (logits, labels) with NaN = missing."""
     metric = MoleculeNetMetric(task_type=task_type, task_names=task_names)
 
-    def compute_metrics(eval_prediction):
+    def compute_metrics(eval_prediction: EvalPrediction) -> dict[str, float]:
         predictions = eval_prediction.predictions
         if isinstance(predictions, tuple):
             predictions = predictions[0]

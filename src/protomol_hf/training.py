@@ -14,6 +14,7 @@ import resource
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,9 @@ from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from . import featurization_protomol
-from .configuration_protomol import CROSS_ATTENTION_MODES, PROBLEM_TYPES, TEXT_MODEL_MODES, ProtoMolConfig
-from .data import bundled_split_path, load_table, make_split, save_split
+from .collating_protomol import ProtoMolDataCollator
+from .configuration_protomol import CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
+from .data import MolecularTable, TaskType, bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, describe_molecule, smiles_to_graph
 from .metrics import main_metric
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
@@ -44,6 +46,8 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("PROTOMOL_CACHE", Path.home() / ".cache"
 
 @dataclass
 class ModelArguments:
+    """Options of the text model, its input and the `ProtoMolConfig` (`--help` lists them with defaults)."""
+
     text_model: str = field(
         default=DEFAULT_TEXT_MODEL,
         metadata={
@@ -111,6 +115,8 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    """Options of the data: which CSV or bundled set, its columns, the split and the caches."""
+
     dataset_name: str | None = field(
         default=None,
         metadata={
@@ -124,9 +130,9 @@ class DataArguments:
     label_columns: list[str] | None = field(
         default=None, metadata={"help": "Label columns (default: every other column).", "nargs": "+"}
     )
-    task_type: str | None = field(
-        default=None,
-        metadata={"help": "classification or regression (default: inferred).", "choices": list(PROBLEM_TYPES)},
+    # HfArgumentParser offers the Literal's values as the choices.
+    task_type: TaskType | None = field(
+        default=None, metadata={"help": "classification or regression (default: inferred)."}
     )
     text_column: str | None = field(
         default=None,
@@ -225,7 +231,9 @@ def _featurize_rows(batch, text_source, max_heavy_atoms):
     }
 
 
-def featurize_table(table, processor, cache_dir, num_proc=1) -> Dataset:
+def featurize_table(
+    table: MolecularTable, processor: ProtoMolProcessor, cache_dir: str | PathLike[str], num_proc: int = 1
+) -> Dataset:
     """A `datasets.Dataset` of graph arrays, text and labels for every row of `table`, cached on disk and
     reused while the molecules, labels, texts and featurizer are unchanged."""
     columns = {"smiles": table.smiles, "labels": table.labels.tolist()}
@@ -262,23 +270,29 @@ def featurize_table(table, processor, cache_dir, num_proc=1) -> Dataset:
     )
 
 
-def prepare_dataset(table, processor, model, data_args):
+def prepare_dataset(
+    table: MolecularTable,
+    processor: ProtoMolProcessor,
+    model: ProtoMolForMolecularPropertyPrediction,
+    data_args: DataArguments,
+) -> tuple[Dataset, ProtoMolDataCollator | ProtoMolCachedTextCollator]:
     """The featurized dataset (numpy format) and its collator. With a frozen text model (and the cache on),
     rows carry a `text_id` into the on-disk token-state cache; otherwise their tokenized description."""
     dataset = featurize_table(table, processor, data_args.cache_dir, data_args.preprocessing_num_workers)
-    collator = processor.collator
+    collator: ProtoMolDataCollator | ProtoMolCachedTextCollator
     if model.config.text_model_mode == "frozen" and data_args.cache_text_features:
         cache = TextFeatureCache.build(
             dataset["text"], model.protomol, processor.tokenizer, data_args.cache_dir, processor.max_text_length
         )
         dataset = dataset.add_column("text_id", cache.text_ids(dataset["text"]))
-        collator = ProtoMolCachedTextCollator(cache, collator)
+        collator = ProtoMolCachedTextCollator(cache, processor.collator)
     else:
         dataset = dataset.map(
             lambda batch: processor.tokenizer(batch["text"], truncation=True, max_length=processor.max_text_length),
             batched=True,
             desc="Tokenizing descriptions",
         )
+        collator = processor.collator
     return dataset.remove_columns("text").with_format("numpy"), collator
 
 
@@ -326,12 +340,14 @@ def _best_epoch(state, metric_name):
     return None
 
 
-def _set_training_defaults(training_args, metric_name, greater_is_better):
+def _set_training_defaults(training_args: ProtoMolTrainingArguments, metric_name: str, greater_is_better: bool) -> Path:
+    """Resolve `metric_for_best_model="auto"`; returns the output directory, which is required."""
     if training_args.output_dir is None:
         raise ValueError("--output_dir is required")
     if training_args.metric_for_best_model == "auto":
         training_args.metric_for_best_model = metric_name
         training_args.greater_is_better = greater_is_better
+    return Path(training_args.output_dir)
 
 
 def run_training(
@@ -354,7 +370,7 @@ def run_training(
     split = make_split(table, split=data_args.split, split_file=split_file, seed=data_args.split_seed)
     split_name = Path(split_file).name.split(".")[0] if split_file else data_args.split
     metric_name, greater_is_better = main_metric(table.task_type)
-    _set_training_defaults(training_args, metric_name, greater_is_better)
+    output_dir = _set_training_defaults(training_args, metric_name, greater_is_better)
 
     text_model_dir = resolve_text_model(model_args.text_model)
     tokenizer = AutoTokenizer.from_pretrained(text_model_dir)
@@ -396,7 +412,6 @@ def run_training(
     valid_metrics = trainer.evaluate(parts["valid"], metric_key_prefix="valid")
     test_metrics = trainer.evaluate(parts["test"], metric_key_prefix="test")
 
-    output_dir = Path(training_args.output_dir)
     trainer.save_model(str(output_dir))
     trainer.save_state()
     results = {

@@ -1,0 +1,578 @@
+#!/usr/bin/env python
+"""Benchmark ProtoMol on the fixed MoleculeNet splits and render docs/benchmarks.md from the results.
+
+For every (dataset, split) this runs, in its own process and from the repository root,
+
+    python scripts/train.py --dataset_name D --split_file S --output_dir OUTPUT_ROOT/CONFIG/D/S \\
+        <options of the config> <extra train arguments>
+
+then appends one JSON line (test and valid metric, best epoch, wall time, peak memory, epochs, seed,
+git commit, hardware, command) to RESULTS_DIR/CONFIG.jsonl. Runs already recorded there (same config,
+dataset, split and seed) are skipped, so an interrupted benchmark resumes where it stopped. A failed
+run prints the tail of its log and the others go on; the exit code is then 1. Extra train arguments are
+whatever follows `--`: they come last, so they win over the config's options, and relative paths in them
+are taken from the repository root.
+
+A config is a JSON object of scripts/train.py options, e.g. {"num_train_epochs": 30}, plus three
+optional keys: "description", "extends" (a config whose options this one starts from) and
+"per_dataset" ({"hiv": {"num_train_epochs": 10}}: options for one dataset only). Shipped configs are
+in benchmarks/configs/ (default and the paper's ablations); every option is checked against
+scripts/train.py before anything runs.
+
+Examples:
+    python scripts/benchmark.py --config default --datasets bace bbbp
+    python scripts/benchmark.py --config no_alignment --datasets bace --splits random_0 -- --seed 1
+    python scripts/benchmark.py --render_only
+"""
+
+import argparse
+import difflib
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "benchmarks" / "configs"
+TRAIN_SCRIPT = "scripts/train.py"
+DEFAULT_RESULTS_DIR = REPO / "benchmarks" / "results"
+DEFAULT_OUTPUT_ROOT = REPO / "runs" / "benchmark"
+DEFAULT_DOCS_FILE = REPO / "docs" / "benchmarks.md"
+DEFAULT_SPLITS = ("random_0", "random_1", "random_2", "scaffold")
+SYSTEM = "protomol"
+# Config keys that are not scripts/train.py options.
+CONFIG_KEYS = ("description", "extends", "per_dataset")
+# Options the harness sets for each run.
+HARNESS_OPTIONS = ("dataset_name", "split_file", "output_dir")
+OUTPUT_TAIL_CHARS = 4000
+
+# What the paper reports; the harness never measured these.
+PAPER_FIGURES = (
+    {
+        "dataset": "bace",
+        "metric": "roc_auc",
+        "figure": "0.914 ± 0.003",
+        "source": "ProtoMol paper (arXiv 2510.16824), via a third-party leaderboard",
+    },
+    {
+        "dataset": "regression (dataset not stated)",
+        "metric": "rmse",
+        "figure": "0.629",
+        "source": "ProtoMol paper (arXiv 2510.16824)",
+    },
+)
+PAPER_ABLATION_CLAIMS = (
+    "Without cross-attention, without alignment, without the contrastive loss: each is worse than the full model.",
+    "Prototype count N in {3, 5, 7}: performance is hump-shaped in N.",
+)
+NOT_YET_AVAILABLE = (
+    ("graph_only", "Graph branch alone (no text model): no scripts/train.py option for it yet."),
+    ("text_only", "Text branch alone (no graph): no scripts/train.py option for it yet."),
+)
+
+
+class ConfigError(ValueError):
+    """A benchmark config or extra argument that scripts/train.py would not accept."""
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Training options shared by every run of a benchmark, and per-dataset changes to them."""
+
+    name: str
+    description: str
+    options: dict
+    per_dataset: dict = field(default_factory=dict)
+
+    def options_for(self, dataset: str) -> dict:
+        return {**self.options, **self.per_dataset.get(dataset, {})}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One scripts/train.py invocation of the benchmark, with the values it is recorded under."""
+
+    dataset: str
+    split: str
+    seed: int
+    epochs: float
+    max_steps: int
+    overrides: dict
+    output_dir: Path
+    train_arguments: list
+
+    @property
+    def command(self) -> str:
+        """The command line as run from the repository root."""
+        return shlex.join(["python", TRAIN_SCRIPT, *self.train_arguments])
+
+
+def config_path(name_or_path: str, relative_to: Path) -> Path:
+    """A config's file: a path ending in .json (relative to `relative_to`), or a name in benchmarks/configs/."""
+    if name_or_path.endswith(".json"):
+        return relative_to / name_or_path
+    return CONFIG_DIR / f"{name_or_path}.json"
+
+
+def load_config(name_or_path: str, relative_to: Path) -> BenchmarkConfig:
+    """Read a config file, starting from the config it extends (a path there is relative to the file)."""
+    path = config_path(name_or_path, relative_to)
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+        raise ConfigError(f"config not found: {path} (shipped configs: {shipped})")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a JSON object of scripts/train.py options")
+    per_dataset = raw.get("per_dataset", {})
+    if not isinstance(per_dataset, dict) or not all(isinstance(value, dict) for value in per_dataset.values()):
+        raise ConfigError(f'{path}: "per_dataset" must map dataset names to objects of options')
+    base = load_config(raw["extends"], path.parent) if "extends" in raw else BenchmarkConfig(path.stem, "", {})
+    merged_per_dataset = {
+        dataset: {**base.per_dataset.get(dataset, {}), **per_dataset.get(dataset, {})}
+        for dataset in sorted(set(base.per_dataset) | set(per_dataset))
+    }
+    return BenchmarkConfig(
+        name=path.stem,
+        description=raw.get("description", ""),
+        options={**base.options, **{key: value for key, value in raw.items() if key not in CONFIG_KEYS}},
+        per_dataset=merged_per_dataset,
+    )
+
+
+def option_arguments(options: dict) -> list[str]:
+    """`--key value` command-line arguments for a dict of options (lists become several values)."""
+    arguments = []
+    for key, value in options.items():
+        values = value if isinstance(value, list) else [value]
+        arguments += [f"--{key}", *(json.dumps(item) if isinstance(item, bool) else str(item) for item in values)]
+    return arguments
+
+
+def train_parser():
+    """The argument parser of scripts/train.py (the same three dataclasses)."""
+    from transformers import HfArgumentParser
+
+    from protomol_hf.training import DataArguments, ModelArguments, ProtoMolTrainingArguments
+
+    return HfArgumentParser(
+        (ModelArguments, DataArguments, ProtoMolTrainingArguments), prog=TRAIN_SCRIPT, exit_on_error=False
+    )
+
+
+def check_config(config: BenchmarkConfig, known_options: set, known_datasets: set) -> None:
+    """Fail on an option scripts/train.py does not have, one the harness sets, or an unknown dataset."""
+    unknown_datasets = sorted(set(config.per_dataset) - known_datasets)
+    if unknown_datasets:
+        raise ConfigError(f"config {config.name}: per_dataset names unknown datasets: {', '.join(unknown_datasets)}")
+    scopes = {"": config.options, **{f' (per_dataset "{d}")': o for d, o in config.per_dataset.items()}}
+    for scope, options in scopes.items():
+        unknown = sorted(set(options) - known_options)
+        if unknown:
+            suggestions = sorted({m for key in unknown for m in difflib.get_close_matches(key, known_options, n=1)})
+            hint = f"did you mean {', '.join(suggestions)}? " if suggestions else ""
+            raise ConfigError(
+                f"config {config.name}{scope}: not scripts/train.py options: {', '.join(unknown)} "
+                f"({hint}see `python {TRAIN_SCRIPT} --help`)"
+            )
+        reserved = sorted(set(options) & set(HARNESS_OPTIONS))
+        if reserved:
+            raise ConfigError(f"config {config.name}{scope}: set by the harness, remove: {', '.join(reserved)}")
+        unset = sorted(key for key, value in options.items() if value is None)
+        if unset:
+            raise ConfigError(f"config {config.name}{scope}: null values ({', '.join(unset)}); omit the key instead")
+
+
+def plan_runs(
+    config: BenchmarkConfig, datasets: list[str], splits: list[str], extra_arguments: list[str], output_root: Path
+) -> list[PlannedRun]:
+    """Every run of the benchmark, its arguments checked by the scripts/train.py parser."""
+    from protomol_hf.data import MOLECULENET_DATASETS, bundled_split_path
+
+    parser = train_parser()
+    known_options = {action.dest for action in parser._actions} - {"help"}
+    check_config(config, known_options, set(MOLECULENET_DATASETS))
+    runs = []
+    for dataset in datasets:
+        if dataset not in MOLECULENET_DATASETS:
+            raise ConfigError(f"unknown dataset {dataset!r}; bundled: {', '.join(MOLECULENET_DATASETS)}")
+        for split in splits:
+            try:
+                bundled_split_path(dataset, split)
+            except FileNotFoundError as error:
+                raise ConfigError(str(error)) from None
+            output_dir = output_root / config.name / dataset / split
+            train_arguments = [
+                *("--dataset_name", dataset, "--split_file", split, "--output_dir", display_path(output_dir)),
+                *option_arguments(config.options_for(dataset)),
+                *extra_arguments,
+            ]
+            try:
+                parsed, unknown = parser.parse_known_args(train_arguments)
+            except argparse.ArgumentError as error:
+                raise ConfigError(f"config {config.name}, dataset {dataset}: {TRAIN_SCRIPT} rejects {error}") from None
+            if unknown:
+                raise ConfigError(f"{TRAIN_SCRIPT} does not know these extra arguments: {shlex.join(unknown)}")
+            runs.append(
+                PlannedRun(
+                    dataset=dataset,
+                    split=split,
+                    seed=parsed.seed,
+                    epochs=parsed.num_train_epochs,
+                    max_steps=parsed.max_steps,
+                    overrides=config.per_dataset.get(dataset, {}),
+                    output_dir=output_dir,
+                    train_arguments=train_arguments,
+                )
+            )
+    return runs
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the repository root when it lies inside it (commands run from there)."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def git_commit() -> str:
+    """HEAD of the checkout, with '-dirty' when tracked files differ from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO, capture_output=True).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def cpu_model_name() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, or platform.processor() where there is none."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def describe_hardware() -> dict:
+    """The machine a run used: CPU, torch build and CUDA device."""
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "processor": cpu_model_name(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def record_key(record: dict) -> tuple:
+    """What makes two records the same run."""
+    return (record["system"], record["config"], record["dataset"], record["split"], record["seed"])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of one results file (none when it does not exist yet)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_one(run: PlannedRun, config_name: str, log_file: Path) -> dict:
+    """Train once; returns the record to append (raises RuntimeError with the log tail when it fails)."""
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    results_file = run.output_dir / "results.json"
+    results_file.unlink(missing_ok=True)
+    start = time.perf_counter()
+    with log_file.open("w") as log:
+        process = subprocess.run(
+            [sys.executable, TRAIN_SCRIPT, *run.train_arguments], cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        )
+    wall_s = time.perf_counter() - start
+    if process.returncode != 0 or not results_file.is_file():
+        tail = log_file.read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
+        raise RuntimeError(f"exit code {process.returncode}, log {log_file}:\n{tail}")
+    results = json.loads(results_file.read_text())
+    metric = results["metric"]
+    return {
+        "system": SYSTEM,
+        "config": config_name,
+        "dataset": run.dataset,
+        "split": run.split,
+        "seed": run.seed,
+        "metric": metric,
+        "value": results["test"][metric],
+        "valid_value": results["valid"][metric],
+        "best_epoch": results["best_epoch"],
+        "wall_s": round(wall_s, 1),
+        "peak_rss_mb": results["peak_memory_mb"],
+        "git_commit": git_commit(),
+        "epochs": run.epochs,
+        "max_steps": run.max_steps,
+        "overrides": run.overrides,
+        "hardware": describe_hardware(),
+        "command": run.command,
+    }
+
+
+def run_benchmark(config: BenchmarkConfig, runs: list[PlannedRun], results_file: Path) -> int:
+    """Run what `results_file` does not hold yet, appending one line per finished run; returns the failures."""
+    done = {record_key(record) for record in read_jsonl(results_file)}
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for number, run in enumerate(runs, start=1):
+        label = f"[{number}/{len(runs)}] {config.name} / {run.dataset} / {run.split} (seed {run.seed})"
+        if (SYSTEM, config.name, run.dataset, run.split, run.seed) in done:
+            print(f"{label}: skipping, already in {display_path(results_file)}", flush=True)
+            continue
+        log_file = run.output_dir / "train.log"
+        print(f"{label}: running, log {display_path(log_file)}", flush=True)
+        try:
+            record = run_one(run, config.name, log_file)
+        except RuntimeError as error:
+            failures += 1
+            print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
+            continue
+        with results_file.open("a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        print(f"{label}: test {record['metric']} {record['value']:.4f} in {record['wall_s']:.0f} s", flush=True)
+    return failures
+
+
+def load_records(results_dir: Path) -> list[dict]:
+    """Every record of every results_dir/*.jsonl; a run recorded twice counts once (the later line)."""
+    records = {}
+    for path in sorted(results_dir.glob("*.jsonl")):
+        for record in read_jsonl(path):
+            records[record_key(record)] = record
+    return [records[key] for key in sorted(records)]
+
+
+def summarize(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def is_random_split(split: str) -> bool:
+    return split.startswith("random")
+
+
+def format_epochs(records: list[dict]) -> str:
+    labels = {
+        f"max_steps={record['max_steps']}" if record["max_steps"] > 0 else f"{record['epochs']:g}" for record in records
+    }
+    return ", ".join(sorted(labels))
+
+
+def format_options(options: dict) -> str:
+    return ", ".join(f"{key}={json.dumps(value)}" for key, value in options.items())
+
+
+def format_hardware(hardware: dict) -> str:
+    device = hardware["cuda_device"] or "no CUDA device"
+    return (
+        f"{hardware['cpu_count']} CPUs ({hardware['processor']}), {hardware['platform']}, "
+        f"Python {hardware['python']}, torch {hardware['torch']}, {device}"
+    )
+
+
+def config_sort_key(name: str) -> tuple:
+    return (name != "default", name)
+
+
+def results_table(records: list[dict]) -> list[str]:
+    """One row per dataset: random-split mean ± std (n), scaffold, epochs, wall time, per-dataset options."""
+    lines = [
+        "| dataset | metric | random splits: mean ± std | n | scaffold | epochs (max) | mean wall (s) | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_dataset = defaultdict(list)
+    for record in records:
+        by_dataset[record["dataset"]].append(record)
+    for dataset in sorted(by_dataset):
+        rows = by_dataset[dataset]
+        random_values = [r["value"] for r in rows if is_random_split(r["split"])]
+        scaffold_values = [r["value"] for r in rows if r["split"] == "scaffold"]
+        metric = rows[0]["metric"]
+        arrow = "↓" if metric == "rmse" else "↑"
+        scaffold = summarize(scaffold_values) + (f" (n={len(scaffold_values)})" if len(scaffold_values) > 1 else "")
+        overrides = {json.dumps(r["overrides"], sort_keys=True) for r in rows if r["overrides"]}
+        notes = "; ".join(f"per-dataset: {format_options(json.loads(o))}" for o in sorted(overrides))
+        wall = statistics.mean(r["wall_s"] for r in rows)
+        lines.append(
+            f"| {dataset} | {metric} {arrow} | {summarize(random_values)} | {len(random_values)} | {scaffold} "
+            f"| {format_epochs(rows)} | {wall:.0f} | {notes} |"
+        )
+    return lines
+
+
+def paper_comparison(records: list[dict]) -> list[str]:
+    lines = [
+        "| dataset | metric | paper's figure (not measured here) | source | this harness, random splits |",
+        "|---|---|---|---|---|",
+    ]
+    for claim in PAPER_FIGURES:
+        by_config = defaultdict(list)
+        for record in records:
+            if record["dataset"] == claim["dataset"] and is_random_split(record["split"]):
+                by_config[record["config"]].append(record["value"])
+        measured = "; ".join(
+            f"{name}: {summarize(values)} (n={len(values)})"
+            for name, values in sorted(by_config.items(), key=lambda item: config_sort_key(item[0]))
+        )
+        lines.append(
+            f"| {claim['dataset']} | {claim['metric']} | **{claim['figure']}** (paper) | {claim['source']} "
+            f"| {measured or 'not run yet'} |"
+        )
+    return lines
+
+
+def configs_overview(records: list[dict]) -> list[str]:
+    runs_per_config = Counter(record["config"] for record in records)
+    lines = ["| config | options | description | runs recorded |", "|---|---|---|---|"]
+    for path in sorted(CONFIG_DIR.glob("*.json"), key=lambda p: config_sort_key(p.stem)):
+        raw = json.loads(path.read_text())
+        description = raw.pop("description", "")
+        lines.append(f"| {path.stem} | `{json.dumps(raw)}` | {description} | {runs_per_config[path.stem]} |")
+    lines += [f"| {name} | – | {description} | not yet available |" for name, description in NOT_YET_AVAILABLE]
+    return lines
+
+
+def render_markdown(records: list[dict], results_dir: Path) -> str:
+    """docs/benchmarks.md: the paper comparison, the configs, and per config its table, hardware and commands."""
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python scripts/benchmark.py` from `{display_path(results_dir)}/*.jsonl`; do not edit by hand.",
+        "Protocol: the fixed splits in `data/splits/<dataset>/<split>.json`; the model of the best validation",
+        "epoch is scored once on the test rows. Classification: mean ROC-AUC over tasks; regression: RMSE in the",
+        "target's units. A dataset is reported as mean ± sample standard deviation over `random_0..2`",
+        "(n = runs), and its `scaffold` value separately.",
+        "",
+        "## Against the paper",
+        "",
+        *paper_comparison(records),
+        "",
+        "The paper's ablation claims (not measured here):",
+        "",
+        *(f"- {claim}" for claim in PAPER_ABLATION_CLAIMS),
+        "",
+        "## Configurations",
+        "",
+        "Shipped in `benchmarks/configs/`: `python scripts/benchmark.py --config NAME --datasets ...`.",
+        "",
+        *configs_overview(records),
+    ]
+    if not records:
+        lines += ["", "No runs recorded yet."]
+    by_config = defaultdict(list)
+    for record in records:
+        by_config[(record["config"], record["system"])].append(record)
+    for (name, system), config_records in sorted(by_config.items(), key=lambda item: config_sort_key(item[0][0])):
+        hardware = Counter(format_hardware(record["hardware"]) for record in config_records)
+        commits = sorted({record["git_commit"] for record in config_records})
+        commands = sorted(record["command"] for record in config_records)
+        lines += [
+            "",
+            f"## Results: {name} ({system})",
+            "",
+            *results_table(config_records),
+            "",
+            "Hardware (runs): " + "; ".join(f"{machine} ({count})" for machine, count in sorted(hardware.items())),
+            "",
+            "Git commits: " + ", ".join(f"`{commit}`" for commit in commits),
+            "",
+            f"<details><summary>Commands ({len(commands)} runs, from the repository root)</summary>",
+            "",
+            "```bash",
+            *commands,
+            "```",
+            "",
+            "</details>",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [--config NAME|PATH.json] [--datasets D ...] [--splits S ...] [options] [-- TRAIN_ARGS ...]",
+    )
+    parser.add_argument(
+        "--config", help="a config name in benchmarks/configs/ (e.g. default, no_alignment) or a JSON file"
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", help="bundled datasets to run (default: all of them; hiv and muv are large)"
+    )
+    parser.add_argument(
+        "--splits", nargs="+", default=list(DEFAULT_SPLITS), help="bundled split names (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--results_dir",
+        type=Path,
+        default=DEFAULT_RESULTS_DIR,
+        help="where CONFIG.jsonl files are appended and read (default: benchmarks/results)",
+    )
+    parser.add_argument(
+        "--output_root",
+        type=Path,
+        default=DEFAULT_OUTPUT_ROOT,
+        help="trained models go to OUTPUT_ROOT/CONFIG/DATASET/SPLIT (default: runs/benchmark)",
+    )
+    parser.add_argument(
+        "--docs_file", type=Path, default=DEFAULT_DOCS_FILE, help="the rendered report (default: docs/benchmarks.md)"
+    )
+    parser.add_argument(
+        "--render_only", action="store_true", help="run nothing; render the report from the existing results"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra_arguments = argv[argv.index("--") + 1 :] if "--" in argv else []
+    harness_argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = build_parser()
+    args = parser.parse_args(harness_argv)
+    results_dir = args.results_dir.resolve()
+    failures = 0
+    if not args.render_only:
+        if args.config is None:
+            parser.error("--config is required unless --render_only")
+        from protomol_hf.data import MOLECULENET_DATASETS
+
+        try:
+            config = load_config(args.config, Path.cwd())
+            datasets = args.datasets or list(MOLECULENET_DATASETS)
+            runs = plan_runs(config, datasets, args.splits, extra_arguments, args.output_root.resolve())
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        failures = run_benchmark(config, runs, results_dir / f"{config.name}.jsonl")
+    args.docs_file.parent.mkdir(parents=True, exist_ok=True)
+    args.docs_file.write_text(render_markdown(load_records(results_dir), results_dir))
+    print(f"wrote {display_path(args.docs_file)}")
+    if failures:
+        print(f"{failures} run(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

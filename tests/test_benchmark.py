@@ -1,0 +1,217 @@
+"""scripts/benchmark.py: a real tiny run on BACE (record, resume, failure), config checks and the rendered report."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, TINY_MODEL_ARGS
+
+RECORD_FIELDS = {
+    "system",
+    "config",
+    "dataset",
+    "split",
+    "seed",
+    "metric",
+    "value",
+    "valid_value",
+    "best_epoch",
+    "wall_s",
+    "peak_rss_mb",
+    "git_commit",
+    "epochs",
+    "max_steps",
+    "overrides",
+    "hardware",
+    "command",
+}
+# One optimizer step, no evaluation or checkpoints, SMILES as text: a BACE run takes seconds.
+TINY_CONFIG = {
+    "description": "One step of a tiny model.",
+    "text_source": "smiles",
+    "max_steps": 1,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "load_best_model_at_end": False,
+    # A label column freesolv does not have: its runs fail.
+    "per_dataset": {"freesolv": {"label_columns": ["no_such_column"]}},
+}
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    """scripts/benchmark.py imported as a module."""
+    spec = importlib.util.spec_from_file_location("benchmark", REPO / "scripts" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_harness(tmp_path, *args):
+    """Run scripts/benchmark.py with its results, models and report in `tmp_path`."""
+    command = [
+        sys.executable,
+        str(REPO / "scripts" / "benchmark.py"),
+        "--results_dir",
+        str(tmp_path / "results"),
+        "--output_root",
+        str(tmp_path / "runs"),
+        "--docs_file",
+        str(tmp_path / "benchmarks.md"),
+        *args,
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_CONFIG))
+    extra = ["--", "--text_model", str(tiny_text_model), "--cache_dir", str(tmp_path / "cache"), *TINY_MODEL_ARGS]
+    results_file = tmp_path / "results" / "tiny.jsonl"
+
+    first = run_harness(
+        tmp_path, "--config", "tiny.json", "--datasets", "bace", "freesolv", "--splits", "random_0", *extra
+    )
+    # The freesolv run fails, its log tail is shown, the bace run is still recorded.
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "tiny / freesolv / random_0 (seed 0): FAILED" in first.stderr
+    assert "no_such_column" in first.stderr
+    lines = results_file.read_text().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert set(record) == RECORD_FIELDS
+    assert (record["system"], record["config"], record["dataset"], record["split"]) == (
+        "protomol",
+        "tiny",
+        "bace",
+        "random_0",
+    )
+    assert record["metric"] == "roc_auc" and 0 <= record["value"] <= 1 and 0 <= record["valid_value"] <= 1
+    assert record["seed"] == 0 and record["max_steps"] == 1 and record["wall_s"] > 0 and record["peak_rss_mb"] > 0
+    assert record["hardware"]["cpu_count"] == os.cpu_count() and record["hardware"]["torch"]
+    assert record["command"].startswith(
+        "python scripts/train.py --dataset_name bace --split_file random_0 --output_dir "
+    )
+    assert "--max_steps 1" in record["command"] and "--load_best_model_at_end false" in record["command"]
+    assert (tmp_path / "runs" / "tiny" / "bace" / "random_0" / "results.json").is_file()
+
+    second = run_harness(tmp_path, "--config", "tiny.json", "--datasets", "bace", "--splits", "random_0", *extra)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "skipping" in second.stdout
+    assert len(results_file.read_text().splitlines()) == 1
+
+    (tmp_path / "benchmarks.md").unlink()
+    rendered = run_harness(tmp_path, "--render_only")
+    assert rendered.returncode == 0, rendered.stderr
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert "## Results: tiny (protomol)" in report
+    assert f"| bace | roc_auc ↑ | {record['value']:.3f} | 1 |" in report
+    assert record["command"] in report
+
+
+def test_unknown_config_option_fails_before_running(tmp_path):
+    (tmp_path / "typo.json").write_text(json.dumps({"cross_atention": "none"}))
+    result = run_harness(tmp_path, "--config", "typo.json", "--datasets", "bace", "--splits", "random_0")
+    assert result.returncode == 2
+    assert "cross_atention" in result.stderr and "did you mean cross_attention" in result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cross_attention": "sideways"}, "invalid choice: 'sideways'"),
+        ({"output_dir": "elsewhere"}, "set by the harness"),
+        ({"per_dataset": {"bacee": {"num_train_epochs": 1}}}, "unknown datasets: bacee"),
+        ({"per_dataset": {"bace": {"num_train_epoch": 1}}}, 'config bad (per_dataset "bace"): not scripts/train.py'),
+    ],
+)
+def test_invalid_configs_are_rejected(benchmark, tmp_path, config, message):
+    (tmp_path / "bad.json").write_text(json.dumps(config))
+    loaded = benchmark.load_config("bad.json", tmp_path)
+    with pytest.raises(benchmark.ConfigError) as error:
+        benchmark.plan_runs(loaded, ["bace"], ["random_0"], [], tmp_path)
+    assert message in str(error.value)
+
+
+def test_shipped_configs_are_valid_for_every_dataset_and_split(benchmark, tmp_path):
+    names = sorted(path.stem for path in benchmark.CONFIG_DIR.glob("*.json"))
+    assert {"default", "no_cross_attention", "last_layer_fusion", "no_alignment", "no_contrastive"} <= set(names)
+    assert {"prototypes_1", "prototypes_3", "prototypes_7", "text_smiles", "regression_4_bins"} <= set(names)
+    datasets = ["bace", "bbbp", "clintox", "tox21", "toxcast", "sider", "hiv", "muv", "esol", "freesolv", "lipo", "qm7"]
+    for name in names:
+        runs = benchmark.plan_runs(
+            benchmark.load_config(name, tmp_path), datasets, ["random_0", "scaffold"], [], tmp_path
+        )
+        assert len(runs) == 2 * len(datasets)
+    default_runs = benchmark.plan_runs(
+        benchmark.load_config("default", tmp_path), ["bace", "hiv"], ["random_0"], [], tmp_path
+    )
+    assert [(run.epochs, run.overrides) for run in default_runs] == [(30, {}), (10, {"num_train_epochs": 10})]
+    ablation = benchmark.load_config("prototypes_3", tmp_path)
+    assert ablation.options_for("hiv") == {
+        "num_train_epochs": 10,
+        "early_stopping_patience": 10,
+        "num_prototypes_per_class": 3,
+        "prototype_top_k": 3,
+    }
+
+
+def make_record(config, dataset, split, value, **changes):
+    record = {
+        "system": "protomol",
+        "config": config,
+        "dataset": dataset,
+        "split": split,
+        "seed": 0,
+        "metric": "roc_auc",
+        "value": value,
+        "valid_value": value,
+        "best_epoch": 3.0,
+        "wall_s": 10.0,
+        "peak_rss_mb": 900.0,
+        "git_commit": "abc",
+        "epochs": 30.0,
+        "max_steps": -1,
+        "overrides": {},
+        "hardware": {
+            "cpu_count": 2,
+            "processor": "CPU",
+            "platform": "Linux",
+            "python": "3.11",
+            "torch": "2.13.0",
+            "cuda_device": None,
+        },
+        "command": f"python scripts/train.py --dataset_name {dataset} --split_file {split}",
+    }
+    return record | changes
+
+
+def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
+    hiv = {"epochs": 10.0, "overrides": {"num_train_epochs": 10}}
+    records = [
+        make_record("default", "bace", "random_0", 0.80),
+        make_record("default", "bace", "random_1", 0.84),
+        make_record("default", "bace", "random_2", 0.88),
+        make_record("default", "bace", "scaffold", 0.70),
+        make_record("default", "hiv", "random_0", 0.75, **hiv),
+        make_record("no_alignment", "esol", "random_0", 1.2, metric="rmse"),
+    ]
+    lines = [json.dumps(record) for record in records]
+    (tmp_path / "default.jsonl").write_text("\n".join(lines[:5]) + "\n")
+    # A run recorded twice counts once, with its later value.
+    (tmp_path / "no_alignment.jsonl").write_text(lines[5] + "\n" + lines[5].replace("1.2", "1.1") + "\n")
+
+    loaded = benchmark.load_records(tmp_path)
+    report = benchmark.render_markdown(loaded, tmp_path)
+    assert len(loaded) == 6
+    assert "| bace | roc_auc ↑ | 0.840 ± 0.040 | 3 | 0.700 | 30 | 10 |  |" in report
+    assert "| hiv | roc_auc ↑ | 0.750 | 1 | – | 10 | 10 | per-dataset: num_train_epochs=10 |" in report
+    assert "| esol | rmse ↓ | 1.100 | 1 | – | 30 | 10 |  |" in report
+    assert "**0.914 ± 0.003** (paper)" in report and "default: 0.840 ± 0.040 (n=3)" in report
+    assert "| graph_only | – |" in report and "not yet available" in report
+    assert report.index("## Results: default") < report.index("## Results: no_alignment")
+    assert benchmark.render_markdown(list(reversed(loaded)), tmp_path) == report
