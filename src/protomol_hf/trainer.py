@@ -35,10 +35,20 @@ class ProtoMolTrainer(Trainer):
         """The loss `forward` returns (with the outputs when `return_outputs`); records its components when training."""
         outputs = model(**inputs)
         if model.training:
+            if not torch.isfinite(outputs.loss):
+                self._stop_on_non_finite_loss(outputs)
             for name in LOSS_COMPONENTS:
                 self._component_sums[name] += outputs[name].detach()
             self._component_steps += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _stop_on_non_finite_loss(self, outputs: Any) -> None:
+        """Training cannot recover from a NaN/inf loss: stop with the step and the term that broke."""
+        components = ", ".join(f"{name}={outputs[name].item():.4g}" for name in LOSS_COMPONENTS)
+        raise FloatingPointError(
+            f"step {self.state.global_step + 1}: the training loss is {outputs.loss.item()} ({components}). "
+            "Lower --learning_rate, check the labels for extreme values, or resume from the last checkpoint."
+        )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """`Trainer.log`, with each loss component's mean over the steps since the last training log added."""
