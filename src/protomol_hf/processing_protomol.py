@@ -29,6 +29,25 @@ def _check_text_source(text_source):
         raise ValueError(f"text_source={text_source!r} is not supported; choose one of {TEXT_SOURCES}")
 
 
+def molecule_texts(smiles: Sequence[str], text: str | Sequence[str] | None, text_source: str) -> list[str]:
+    """The description of each molecule: the given `text` (checked non-empty), else by `text_source`
+    ("smiles": the SMILES itself, "template": the RDKit description)."""
+    _check_text_source(text_source)
+    if text is not None:
+        texts = [text] if isinstance(text, str) else list(text)
+        if len(texts) != len(smiles):
+            raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
+        for row, item in enumerate(texts):
+            if not isinstance(item, str) or not item.strip():
+                raise ValueError(f"row {row}: text is empty or not a string ({item!r})")
+        return texts
+    if text_source == "given":
+        raise ValueError('text_source="given" needs `text` for every molecule')
+    if text_source == "smiles":
+        return list(smiles)
+    return [describe_molecule(s) for s in smiles]
+
+
 class ProtoMolProcessor(ProcessorMixin):
     """Featurizes molecules for ProtoMol and tokenizes their descriptions.
 
@@ -73,21 +92,7 @@ class ProtoMolProcessor(ProcessorMixin):
         self, smiles: Sequence[str], text: str | Sequence[str] | None = None, text_source: str | None = None
     ) -> list[str]:
         """The description of each molecule under `text_source` (list in, list out)."""
-        text_source = text_source or self.text_source
-        _check_text_source(text_source)
-        if text is not None:
-            texts = [text] if isinstance(text, str) else list(text)
-            if len(texts) != len(smiles):
-                raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
-            for row, item in enumerate(texts):
-                if not isinstance(item, str) or not item.strip():
-                    raise ValueError(f"row {row}: text is empty or not a string ({item!r})")
-            return texts
-        if text_source == "given":
-            raise ValueError('text_source="given" needs `text` for every molecule')
-        if text_source == "smiles":
-            return list(smiles)
-        return [describe_molecule(s) for s in smiles]
+        return molecule_texts(smiles, text, text_source or self.text_source)
 
     def __call__(
         self,

@@ -29,10 +29,10 @@ from . import featurization_protomol
 from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
 from .data import MolecularTable, TaskType, bundled_split_path, load_table, make_split, save_split
-from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, describe_molecule, smiles_to_graph
+from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, smiles_to_graph
 from .metrics import main_metric
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
-from .processing_protomol import ProtoMolProcessor
+from .processing_protomol import ProtoMolProcessor, molecule_texts
 from .text_cache import ProtoMolCachedTextCollator, TextFeatureCache
 from .trainer import ProtoMolTrainer, build_compute_metrics
 
@@ -217,12 +217,7 @@ def resolve_text_model(name: str) -> str:
 def _featurize_rows(batch, text_source, max_heavy_atoms):
     """`datasets.map` function: graph arrays and the description of each molecule."""
     graphs = [smiles_to_graph(smiles, max_heavy_atoms=max_heavy_atoms) for smiles in batch["smiles"]]
-    if "text" in batch:
-        texts = batch["text"]
-    elif text_source == "smiles":
-        texts = batch["smiles"]
-    else:
-        texts = [describe_molecule(smiles) for smiles in batch["smiles"]]
+    texts = molecule_texts(batch["smiles"], batch.get("text"), text_source)
     return {
         "atom_features": [g["atom_features"] for g in graphs],
         "edge_index": [g["edge_index"] for g in graphs],
