@@ -1,8 +1,10 @@
-"""The `protomol` command (train, predict, fingerprint) and the prediction API behind it, on tiny untrained models."""
+"""The `protomol` command (train, predict, fingerprint, explain) and the API behind it, on tiny untrained models."""
 
 import argparse
 import importlib.util
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from conftest import tiny_config
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import build_parser, main
-from protomol_hf.prediction import InvalidRowError, embed_smiles, predict_smiles
+from protomol_hf.prediction import InvalidRowError, embed_smiles, predict_smiles, predict_smiles_ensemble
 
 REPO = Path(__file__).resolve().parents[1]
 # (smiles, name, weight): rows 1, 3 and 5 cannot be featurized.
@@ -266,8 +268,8 @@ def test_train_parses_into_the_training_dataclasses(monkeypatch, tmp_path, capsy
 def test_every_option_is_explained_with_its_default():
     parser = build_parser()
     subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
-    assert set(subcommands.choices) == {"train", "predict", "fingerprint"}
-    for name in ("predict", "fingerprint"):
+    assert set(subcommands.choices) == {"train", "predict", "fingerprint", "explain"}
+    for name in ("predict", "fingerprint", "explain"):
         help_text = " ".join(subcommands.choices[name].format_help().split())
         for action in subcommands.choices[name]._actions:
             if action.dest == "help":
@@ -281,4 +283,88 @@ def test_installed_console_script_shows_the_subcommands():
     console_script = Path(sys.executable).with_name("protomol")
     result = subprocess.run([str(console_script), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert all(name in result.stdout for name in ("train", "predict", "fingerprint"))
+    assert all(name in result.stdout for name in ("train", "predict", "fingerprint", "explain"))
+
+
+@pytest.fixture(scope="session")
+def ensemble_dir(tmp_path_factory, tokenizer, classifier_dir):
+    """The classifier and a differently seeded copy as the members of an ensemble folder."""
+    directory = tmp_path_factory.mktemp("ensemble")
+    shutil.copytree(classifier_dir, directory / "member_0")
+    torch.manual_seed(1)
+    other = ProtoMolForMolecularPropertyPrediction(tiny_config(num_tasks=2, task_names=["a", "b"]))
+    save_model(directory / "member_1", other, tokenizer)
+    (directory / "ensemble.json").write_text(json.dumps({"members": ["member_0", "member_1"]}))
+    return directory
+
+
+def test_ensemble_predict_reports_member_mean_and_std(ensemble_dir, molecules_csv, tmp_path, capsys):
+    output = tmp_path / "ensemble.csv"
+    assert main(["predict", "--model", str(ensemble_dir), "--input", str(molecules_csv), "--output", str(output)]) == 0
+    table = pd.read_csv(output)
+    assert list(table.columns) == ["smiles", "name", "weight", "a", "a_std", "b", "b_std", "error"]
+    members = [
+        torch.sigmoid(direct_logits(ensemble_dir / member, VALID_SMILES).logits).numpy()
+        for member in ("member_0", "member_1")
+    ]
+    np.testing.assert_allclose(table.loc[VALID_ROWS, ["a", "b"]], np.mean(members, axis=0), atol=1e-6)
+    np.testing.assert_allclose(table.loc[VALID_ROWS, ["a_std", "b_std"]], np.std(members, axis=0), atol=1e-6)
+    assert (table.loc[VALID_ROWS, ["a_std", "b_std"]] > 0).all().all()
+    assert table.loc[[1, 3, 5], ["a", "a_std"]].isna().all().all()
+    assert "predicted 4 of 7 rows; skipped 3" in capsys.readouterr().out
+
+
+def test_single_model_commands_refuse_an_ensemble_folder(ensemble_dir, molecules_csv, capsys):
+    assert main(["fingerprint", "--model", str(ensemble_dir), "--input", str(molecules_csv), "--output", "x.npz"]) == 2
+    assert "holds an ensemble: give one of its members" in capsys.readouterr().err
+
+
+def test_ensemble_api_needs_members(classifier_dir, tokenizer):
+    with pytest.raises(ValueError, match="at least one model"):
+        predict_smiles_ensemble([], ProtoMolProcessor(tokenizer), ["CCO"])
+
+
+def test_explain_writes_json_and_png_per_molecule(classifier_dir, tmp_path, capsys):
+    output_dir = tmp_path / "explained"
+    smiles = ["CC(=O)Oc1ccccc1C(=O)O", "C1CC(C", "[Na+]"]
+    arguments = ["explain", "--model", str(classifier_dir), "--smiles", *smiles, "--output_dir", str(output_dir)]
+    assert main([*arguments, "--top_prototypes", "2"]) == 0
+    assert "explained 2 of 3 rows; skipped 1" in capsys.readouterr().out
+    index = json.loads((output_dir / "explanations.json").read_text())
+    assert [entry["error"] is None for entry in index] == [True, False, True]
+    assert "RDKit" in index[1]["error"] and not (output_dir / "molecule_1.json").exists()
+
+    explanation = json.loads((output_dir / "molecule_0.json").read_text())
+    assert [atom["element"] for atom in explanation["atoms"]] == list("CCOOCCCCCCCOO")
+    importance = np.array([atom["importance"] for atom in explanation["atoms"]])
+    assert (importance > 0).all() and importance.sum() == pytest.approx(1.0, abs=1e-5)
+    expected = torch.sigmoid(direct_logits(classifier_dir, smiles[:1]).logits)[0].tolist()
+    assert list(explanation["predictions"].values()) == pytest.approx(expected, abs=1e-6)
+    assert set(explanation["nearest_prototypes"]) == {"a", "b"}
+    for task in explanation["nearest_prototypes"].values():
+        for nearest in task.values():
+            similarities = [entry["similarity"] for entry in nearest]
+            assert len(nearest) == 2 and similarities == sorted(similarities, reverse=True)
+            assert all(entry["class"] in ("negative", "positive") for entry in nearest)
+    assert 0 < len(explanation["tokens"]) <= 10 and explanation["text"].startswith("C9H8O4")
+
+    # A single atom is explained too (all the attention is on it).
+    assert json.loads((output_dir / "molecule_2.json").read_text())["atoms"][0]["importance"] == pytest.approx(1.0)
+    for position in (0, 2):
+        png = (output_dir / f"molecule_{position}.png").read_bytes()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+def test_explain_stops_at_an_invalid_smiles_on_request(classifier_dir, tmp_path, capsys):
+    arguments = ["explain", "--model", str(classifier_dir), "--smiles", "CCO", "xyz", "--output_dir", str(tmp_path)]
+    assert main([*arguments, "--invalid", "error"]) == 2
+    assert "--smiles 1 ('xyz'): RDKit could not parse it" in capsys.readouterr().err
+    assert main([*arguments, "--text", "only one"]) == 2
+    assert "got 1 --text values for 2 --smiles" in capsys.readouterr().err
+
+
+def test_explain_needs_cross_attention(tmp_path, tokenizer, capsys):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config(cross_attention="none"))
+    save_model(tmp_path / "model", model, tokenizer)
+    assert main(["explain", "--model", str(tmp_path / "model"), "--smiles", "CCO", "--output_dir", str(tmp_path)]) == 2
+    assert "cross_attention='none'" in capsys.readouterr().err

@@ -225,6 +225,22 @@ def test_save_and_load_in_a_process_without_the_package(processor, tmp_path):
     assert torch.equal(torch.tensor(loaded["logits"]), expected)
 
 
+@pytest.mark.parametrize("problem_type", ["classification", "regression"])
+def test_reloaded_model_gives_the_same_losses(processor, tmp_path, problem_type):
+    """Every training objective, not only the logits, survives save/load: the prototype classes are not saved
+    with the weights and must be rebuilt on loading."""
+    model = make_model(problem_type=problem_type, num_tasks=2).eval()
+    model.save_pretrained(tmp_path / "checkpoint")
+    reloaded = ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "checkpoint").eval()
+    assert torch.equal(reloaded.prototype_classes, torch.tensor([0, 0, 0, 1, 1, 1]))
+    labels = [[1.0, 0.0], [0.0, NAN], [1.0, 1.0], [0.0, 1.0], [NAN, 0.0], [1.0, 0.0]]
+    batch = processor(smiles=SMILES, labels=labels, return_tensors="pt")
+    with torch.no_grad():
+        expected, actual = model(**batch), reloaded(**batch)
+    for name in ("loss", "prediction_loss", "alignment_loss", "contrastive_loss"):
+        assert torch.equal(actual[name], expected[name]), name
+
+
 def test_lora_trains_only_adapters_and_reloads(processor, tmp_path):
     model = make_model(text_model_mode="lora", lora_rank=4).train()
     text_params = dict(model.protomol.text_model.named_parameters())

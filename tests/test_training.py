@@ -6,8 +6,13 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest import FIXTURES, REPO, run_without_protomol_hf, train
+
+from protomol_hf.cli import main
+from protomol_hf.metrics import MoleculeNetMetric
 
 
 def train_losses(output_dir):
@@ -39,6 +44,16 @@ def test_train_script_trains_saves_and_reports(tmp_path, tiny_text_model, csv, m
     assert f'"test_{metric}"' in result.stdout
     split = json.loads((output_dir / "split.json").read_text())
     assert sum(len(split[part]) for part in ("train", "valid", "test")) == 40
+
+    # The test predictions are saved chemprop-style and reproduce the reported test metric.
+    predictions = pd.read_csv(output_dir / "test_predictions.csv")
+    task = "label" if metric == "roc_auc" else "target"
+    assert list(predictions.columns) == ["row", "smiles", f"{task}_label", f"{task}_predicted"]
+    assert sorted(predictions["row"]) == sorted(split["test"])
+    rescored = MoleculeNetMetric(task_type=results["task_type"]).compute(
+        predictions=predictions[[f"{task}_predicted"]].to_numpy(), references=predictions[[f"{task}_label"]].to_numpy()
+    )
+    assert rescored[metric] == pytest.approx(results["test"][metric], abs=1e-5)
 
     losses = train_losses(output_dir)
     assert len(losses) == 6 and losses[-1] < losses[0]
@@ -87,6 +102,33 @@ def test_training_resumes_from_a_checkpoint(tmp_path, tiny_text_model):
     # Epochs 1-2 came from the checkpoint: the resumed run logged only epoch 3's training loss.
     assert [entry["epoch"] for entry in state["log_history"] if "loss" in entry] == [1, 2, 3]
     assert "test_roc_auc" in result.stdout
+
+
+def test_ensemble_trains_members_with_consecutive_seeds_and_predicts_mean_and_std(tmp_path, tiny_text_model):
+    output_dir = tmp_path / "ensemble"
+    csv = FIXTURES / "tiny_classification.csv"
+    arguments = ["--data_file", str(csv), "--output_dir", str(output_dir), "--num_train_epochs", "2"]
+    result = train(tmp_path, tiny_text_model, *arguments, "--ensemble_size", "2", "--seed", "5")
+    ensemble = json.loads((output_dir / "ensemble.json").read_text())
+    assert ensemble["members"] == ["member_0", "member_1"] and ensemble["seeds"] == [5, 6]
+    members = [json.loads((output_dir / name / "results.json").read_text()) for name in ensemble["members"]]
+    assert ensemble["member_test"]["values"] == [member["test"]["roc_auc"] for member in members]
+    splits = [json.loads((output_dir / name / "split.json").read_text()) for name in ensemble["members"]]
+    assert splits[0]["test"] == splits[1]["test"]  # one split, different seeds
+    tables = [pd.read_csv(output_dir / name / "test_predictions.csv") for name in ensemble["members"]]
+    assert not np.allclose(tables[0]["label_predicted"], tables[1]["label_predicted"])
+    averaged = MoleculeNetMetric().compute(
+        predictions=np.mean([t[["label_predicted"]].to_numpy() for t in tables], axis=0),
+        references=tables[0][["label_label"]].to_numpy(),
+    )
+    assert ensemble["test"]["roc_auc"] == pytest.approx(averaged["roc_auc"])
+    assert f'"test_roc_auc": {ensemble["test"]["roc_auc"]}' in result.stdout
+
+    predictions = tmp_path / "predictions.csv"
+    assert main(["predict", "--model", str(output_dir), "--input", str(csv), "--output", str(predictions)]) == 0
+    table = pd.read_csv(predictions)
+    assert list(table.columns) == ["smiles", "label", "label_predicted", "label_predicted_std", "error"]
+    assert len(table) == 40 and (table["label_predicted_std"] > 0).all()
 
 
 def test_invalid_rows_are_reported_and_excluded(tmp_path, tiny_text_model):

@@ -3,6 +3,7 @@
     protomol train --data_file my.csv --label_columns active --output_dir runs/mine
     protomol predict --model runs/mine --input new.csv --output predictions.csv
     protomol fingerprint --model runs/mine --input new.csv --output embeddings.npz
+    protomol explain --model runs/mine --smiles "CC(=O)Oc1ccccc1C(=O)O" --output_dir explained/
 
 `protomol SUBCOMMAND --help` lists every option with its default. Also runs as `python -m protomol_hf.cli`.
 """
@@ -19,8 +20,15 @@ import torch
 from transformers import AutoModel, AutoProcessor, HfArgumentParser
 from transformers.hf_argparser import DataClassType
 
-from .prediction import INVALID_ROW_POLICIES, InvalidRowError, embed_smiles, predict_smiles
-from .training import DataArguments, ModelArguments, ProtoMolTrainingArguments, run_training
+from .explanation import draw_atom_importance, explain_molecule, require_cross_attention
+from .prediction import (
+    INVALID_ROW_POLICIES,
+    InvalidRowError,
+    embed_smiles,
+    predict_smiles,
+    predict_smiles_ensemble,
+)
+from .training import ENSEMBLE_FILE, DataArguments, ModelArguments, ProtoMolTrainingArguments, run_training
 
 # HfArgumentParser types the dataclasses it takes with its NewType `DataClassType`.
 TRAIN_ARGUMENT_TYPES = tuple(DataClassType(cls) for cls in (ModelArguments, DataArguments, ProtoMolTrainingArguments))
@@ -39,7 +47,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `protomol` parser with its train, predict and fingerprint subcommands."""
+    """The `protomol` parser with its train, predict, fingerprint and explain subcommands."""
     parser = argparse.ArgumentParser(
         prog="protomol",
         description="ProtoMol molecular property prediction (molecular graph + text, prototypes).",
@@ -66,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict every task for each row of a CSV. The output keeps every input row, in order, with "
         "its columns, plus one column per task (probability for classification, value in the target's units "
         "for regression) and an `error` column naming why a row could not be predicted (empty otherwise). "
-        "A task or `error` column name the input already uses gets the suffix `_predicted`.",
+        "For an ensemble (trained with --ensemble_size) the task columns hold the members' mean and a "
+        "<task>_std column their standard deviation. A task or `error` column name the input already uses gets "
+        "the suffix `_predicted`.",
     )
     _add_input_options(predict, output_help="CSV file to write.")
     predict.add_argument(
@@ -92,6 +102,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_options(fingerprint, output_help="File to write: .npz (all arrays) or .npy (fused embeddings only).")
     fingerprint.set_defaults(run=run_fingerprint, invalid="skip")
+
+    explain = subcommands.add_parser(
+        "explain",
+        formatter_class=HelpFormatter,
+        help="show which atoms and words a prediction drew on and which prototypes the molecule is near",
+        description="Explain the predictions for a few molecules. For molecule i, --output_dir receives "
+        "molecule_<i>.json (predictions; each atom's importance, the attention it receives from the description's "
+        "tokens averaged over heads, tokens and fusion layers, summing to 1; the most attended tokens; per task the "
+        "nearest prototypes of each modality with their class and cosine similarity) and molecule_<i>.png (the "
+        "molecule with atoms shaded white to red from least to most important, atom indices shown). "
+        "explanations.json lists every molecule with its files or the reason it was skipped.",
+    )
+    explain.add_argument(
+        "--model", required=True, help="Folder of a trained model (the --output_dir of `protomol train`)."
+    )
+    explain.add_argument("--smiles", required=True, nargs="+", help="One or more SMILES to explain.")
+    explain.add_argument(
+        "--text",
+        nargs="+",
+        default=None,
+        help="A description per SMILES, in the same order; without it, each molecule gets the kind of "
+        "description the model was trained with.",
+    )
+    explain.add_argument("--output_dir", required=True, help="Folder for the JSON and PNG files.")
+    explain.add_argument(
+        "--top_prototypes", type=_positive_int, default=3, help="Nearest prototypes listed per task and modality."
+    )
+    explain.add_argument("--top_tokens", type=_positive_int, default=10, help="Most attended tokens listed.")
+    explain.add_argument(
+        "--invalid",
+        choices=INVALID_ROW_POLICIES,
+        default="skip",
+        help="What to do with a SMILES that cannot be used: skip it (explanations.json gives the reason) or stop "
+        "with exit code 2, naming its 0-based position among --smiles.",
+    )
+    _add_device_option(explain)
+    explain.set_defaults(run=run_explain)
     return parser
 
 
@@ -110,6 +157,10 @@ def _add_input_options(parser, output_help):
         "it, each molecule gets the kind of description the model was trained with.",
     )
     parser.add_argument("--batch_size", type=_positive_int, default=64, help="Molecules per model call.")
+    _add_device_option(parser)
+
+
+def _add_device_option(parser):
     parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
@@ -139,11 +190,18 @@ def run_train(args: argparse.Namespace) -> None:
 def run_predict(args: argparse.Namespace) -> None:
     """`protomol predict`: one prediction per task for every CSV row, written next to the input columns."""
     table = _read_table(args.input, args.smiles_column, args.text_column)
-    model, processor = _load_model(args.model, args.device)
-    predictions, errors = _call_per_row(predict_smiles, model, processor, table, args)
+    models, processor = _load_models(args.model, args.device)
+    if len(models) == 1:
+        predictions, errors = _call_per_row(predict_smiles, models[0], processor, table, args)
+        spread = None
+    else:
+        predictions, spread, errors = _call_per_row(predict_smiles_ensemble, models, processor, table, args)
     taken = set(table.columns)
-    for task, name in enumerate(model.config.task_names):
-        table[_free_column_name(name, taken)] = predictions[:, task]
+    for task, name in enumerate(models[0].config.task_names):
+        column = _free_column_name(name, taken)
+        table[column] = predictions[:, task]
+        if spread is not None:
+            table[_free_column_name(f"{column}_std", taken)] = spread[:, task]
     table[_free_column_name("error", taken)] = [error or "" for error in errors]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output, index=False)
@@ -156,7 +214,7 @@ def run_fingerprint(args: argparse.Namespace) -> None:
     if suffix not in FINGERPRINT_SUFFIXES:
         raise UsageError(f"--output must end with .npz or .npy, got {args.output}")
     table = _read_table(args.input, args.smiles_column, args.text_column)
-    model, processor = _load_model(args.model, args.device)
+    model, processor = _load_single_model(args.model, args.device)
     embeddings, errors = _call_per_row(embed_smiles, model, processor, table, args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
@@ -187,15 +245,67 @@ def _read_table(path, smiles_column, text_column) -> pd.DataFrame:
     return table
 
 
-def _load_model(model_dir, device):
-    """The model (in eval mode, on `device`) and processor saved in `model_dir`."""
+def run_explain(args: argparse.Namespace) -> None:
+    """`protomol explain`: a JSON and a PNG per molecule, and explanations.json listing them."""
+    if args.text is not None and len(args.text) != len(args.smiles):
+        raise UsageError(f"got {len(args.text)} --text values for {len(args.smiles)} --smiles")
+    model, processor = _load_single_model(args.model, args.device)
+    require_cross_attention(model.config)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    index = []
+    for position, smiles in enumerate(args.smiles):
+        text = args.text[position] if args.text is not None else None
+        entry: dict[str, object] = {"index": position, "smiles": smiles}
+        try:
+            explanation = explain_molecule(
+                model, processor, smiles, text, top_prototypes=args.top_prototypes, top_tokens=args.top_tokens
+            )
+        except ValueError as error:  # an invalid SMILES or empty text (ProtoMolFeaturizationError is one)
+            reason = getattr(error, "reason", None) or str(error)
+            if args.invalid == "error":
+                raise UsageError(f"--smiles {position} ({smiles!r}): {reason}") from None
+            index.append({**entry, "error": reason})
+            continue
+        json_path, png_path = output_dir / f"molecule_{position}.json", output_dir / f"molecule_{position}.png"
+        json_path.write_text(json.dumps(explanation, indent=2))
+        legend = ", ".join(f"{task} {value:.3g}" for task, value in explanation["predictions"].items())
+        draw_atom_importance(smiles, [atom["importance"] for atom in explanation["atoms"]], png_path, legend=legend)
+        index.append({**entry, "json": json_path.name, "png": png_path.name, "error": None})
+    (output_dir / "explanations.json").write_text(json.dumps(index, indent=2))
+    print(_summary("explained", [entry["error"] for entry in index], f"see {output_dir / 'explanations.json'}"))
+
+
+def _load_single_model(model_dir, device):
+    """The one model and processor in `model_dir`; an ensemble folder is refused (name one member)."""
+    if (Path(model_dir) / ENSEMBLE_FILE).is_file():
+        raise UsageError(f"{model_dir} holds an ensemble: give one of its members, e.g. {Path(model_dir) / 'member_0'}")
+    models, processor = _load_models(model_dir, device)
+    return models[0], processor
+
+
+def _load_models(model_dir, device):
+    """The models (in eval mode, on `device`) saved in `model_dir`, all members of an ensemble folder, and the
+    processor (an ensemble's members share their processor settings; the first member's is used)."""
     folder = Path(model_dir)
     if not folder.is_dir():
         raise UsageError(f"model folder not found: {model_dir}")
+    if (folder / ENSEMBLE_FILE).is_file():
+        member_dirs = [folder / name for name in json.loads((folder / ENSEMBLE_FILE).read_text())["members"]]
+        loaded = [_load_model(member, device) for member in member_dirs]
+        return [model for model, _ in loaded], loaded[0][1]
+    model, processor = _load_model(folder, device)
+    return [model], processor
+
+
+def _load_model(folder: Path, device):
+    """The model (in eval mode, on `device`) and processor saved in `folder`."""
+    if not folder.is_dir():
+        raise UsageError(f"model folder not found: {folder}")
     for required in ("config.json", "processor_config.json"):
         if not (folder / required).is_file():
             raise UsageError(
-                f"{model_dir} has no {required}: not a saved ProtoMol model (give the --output_dir of `protomol train`)"
+                f"{folder} has no {required}: not a saved ProtoMol model (give the --output_dir of `protomol train`)"
             )
     model = AutoModel.from_pretrained(str(folder), trust_remote_code=True).to(device).eval()
     processor = AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)
@@ -203,7 +313,8 @@ def _load_model(model_dir, device):
 
 
 def _call_per_row(function, model, processor, table, args):
-    """`predict_smiles` or `embed_smiles` over the table's rows, with invalid rows handled as the options say."""
+    """`predict_smiles`, `predict_smiles_ensemble` (`model` = the members) or `embed_smiles` over the table's rows,
+    with invalid rows handled as the options say."""
     texts = table[args.text_column].tolist() if args.text_column is not None else None
     try:
         return function(

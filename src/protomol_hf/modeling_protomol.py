@@ -235,6 +235,8 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
             init.constant_(module.eps, module.initial_eps)
         elif isinstance(module, ProtoMolForMolecularPropertyPrediction):
             init.zeros_(module.prototype_weights)
+            # Not saved with the weights (derived from the config), so `from_pretrained` must rebuild it here.
+            init.copy_(module.prototype_classes, module._prototype_classes(module.config))
             if module.config.problem_type == "regression":
                 init.zeros_(module.target_mean)
                 init.ones_(module.target_std)
@@ -385,8 +387,7 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         self.predictor = nn.Linear(2 * config.hidden_size, config.num_tasks)
         # Per task, a weight for each prototype probability of both modalities.
         self.prototype_weights = nn.Parameter(torch.empty(config.num_tasks, 2 * config.num_prototypes_per_task))
-        prototype_classes = torch.arange(config.num_classes).repeat_interleave(config.num_prototypes_per_class)
-        self.register_buffer("prototype_classes", prototype_classes, persistent=False)
+        self.register_buffer("prototype_classes", self._prototype_classes(config), persistent=False)
         if config.problem_type == "regression":
             # Training-set statistics, saved with the weights: targets are standardized for the loss and
             # predictions returned in the target's units; boundaries partition targets into prototype classes.
@@ -394,6 +395,11 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
             self.register_buffer("target_std", torch.empty(config.num_tasks))
             self.register_buffer("class_boundaries", torch.empty(config.num_tasks, config.num_classes - 1))
         self.post_init()
+
+    @staticmethod
+    def _prototype_classes(config: ProtoMolConfig) -> torch.Tensor:
+        """Class anchored by each prototype of a task `[num_prototypes_per_task]`: class c owns a run of N."""
+        return torch.arange(config.num_classes).repeat_interleave(config.num_prototypes_per_class)
 
     @classmethod
     def from_text_pretrained(

@@ -140,12 +140,40 @@ def predict_smiles(
     """
     _check_batch_size(batch_size)
     features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
+    return _predictions(model, processor, features, batch_size, progress), errors
+
+
+def predict_smiles_ensemble(
+    models: Sequence[ProtoMolForMolecularPropertyPrediction],
+    processor: ProtoMolProcessor,
+    smiles: Sequence,
+    texts: Sequence | None = None,
+    batch_size: int = 64,
+    invalid: str = "skip",
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Predict with every member of an ensemble (trained alike, differing in seed) and summarize.
+
+    Returns `(mean, std, errors)`: the mean and the standard deviation over members of each prediction,
+    both `[len(smiles), num_tasks]`, NaN where `errors` names why a row failed. Molecules are featurized
+    once with `processor` (the members share it). Other arguments as in `predict_smiles`.
+    """
+    _check_batch_size(batch_size)
+    if not models:
+        raise ValueError("an ensemble needs at least one model")
+    features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
+    per_member = np.stack([_predictions(model, processor, features, batch_size, progress) for model in models])
+    return per_member.mean(axis=0), per_member.std(axis=0), errors
+
+
+def _predictions(model, processor, features, batch_size, progress) -> np.ndarray:
+    """float64 `[len(features), num_tasks]` predictions of `model` for the featurized rows, NaN for skipped ones."""
     predictions = np.full((len(features), model.config.num_tasks), np.nan)
     for rows, outputs in _model_outputs(model, processor, features, batch_size, progress):
         logits = outputs.logits.float()
         values = torch.sigmoid(logits) if model.config.problem_type == "classification" else logits
         predictions[rows] = values.cpu().numpy()
-    return predictions, errors
+    return predictions
 
 
 def embed_smiles(
@@ -195,4 +223,5 @@ __all__ = [
     "embed_smiles",
     "featurize_rows",
     "predict_smiles",
+    "predict_smiles_ensemble",
 ]

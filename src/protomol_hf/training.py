@@ -5,6 +5,7 @@ CSV or bundled dataset -> validated table -> split -> `datasets.map` featurizati
 results.json in the output directory.
 """
 
+import dataclasses
 import hashlib
 import importlib.resources
 import json
@@ -18,6 +19,7 @@ from os import PathLike
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import DistributedType
@@ -30,7 +32,7 @@ from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
 from .data import MolecularTable, TaskType, bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, smiles_to_graph
-from .metrics import main_metric
+from .metrics import MoleculeNetMetric, main_metric
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor, molecule_texts
 from .text_cache import ProtoMolCachedTextCollator, TextFeatureCache
@@ -39,6 +41,9 @@ from .trainer import ProtoMolTrainer, build_compute_metrics
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "minilm"
+# Written next to the model: chemprop-style test predictions, and for ensembles the member list and scores.
+TEST_PREDICTIONS_FILE = "test_predictions.csv"
+ENSEMBLE_FILE = "ensemble.json"
 # Model options default to ProtoMolConfig's own defaults: one source of truth.
 _CONFIG_DEFAULTS = ProtoMolConfig()
 DEFAULT_CACHE_DIR = Path(os.environ.get("PROTOMOL_CACHE", Path.home() / ".cache" / "protomol_hf"))
@@ -198,6 +203,13 @@ class ProtoMolTrainingArguments(TrainingArguments):
         default_factory=lambda: ["labels"], metadata={"help": "Name of the labels input."}
     )
     seed: int = field(default=0, metadata={"help": "Random seed."})
+    ensemble_size: int = field(
+        default=1,
+        metadata={
+            "help": "Train this many models on the same split with seeds seed, seed+1, ... into output_dir/member_<i>; "
+            "`protomol predict` on output_dir then reports their mean and standard deviation."
+        },
+    )
 
 
 def resolve_text_model(name: str) -> str:
@@ -348,7 +360,12 @@ def _set_training_defaults(training_args: ProtoMolTrainingArguments, metric_name
 def run_training(
     model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments
 ) -> dict:
-    """Train ProtoMol as described by the three argument groups; returns the results written to results.json."""
+    """Train ProtoMol as described by the three argument groups; returns the results written to results.json
+    (to ensemble.json when `training_args.ensemble_size` > 1)."""
+    if training_args.ensemble_size > 1:
+        return _run_ensemble_training(model_args, data_args, training_args)
+    if training_args.ensemble_size < 1:
+        raise ValueError(f"--ensemble_size must be at least 1, got {training_args.ensemble_size}")
     start = time.perf_counter()
     _repair_cpu_deepspeed_state()
     table = load_table(
@@ -405,7 +422,7 @@ def run_training(
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_wall_s = time.perf_counter() - train_start
     valid_metrics = trainer.evaluate(parts["valid"], metric_key_prefix="valid")
-    test_metrics = trainer.evaluate(parts["test"], metric_key_prefix="test")
+    test_output = trainer.predict(parts["test"], metric_key_prefix="test")
 
     trainer.save_model(str(output_dir))
     trainer.save_state()
@@ -415,7 +432,7 @@ def run_training(
         "task_type": table.task_type,
         "metric": metric_name,
         "valid": _strip_prefix(valid_metrics, "valid_"),
-        "test": _strip_prefix(test_metrics, "test_"),
+        "test": _strip_prefix(test_output.metrics, "test_"),
         "best_epoch": _best_epoch(trainer.state, metric_name),
         "train_wall_s": round(train_wall_s, 2),
         "total_wall_s": round(time.perf_counter() - start, 2),
@@ -426,9 +443,74 @@ def run_training(
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
         save_split(split, table, output_dir / "split.json", split_name=split_name)
+        _save_test_predictions(test_output.predictions, table, split["test"], output_dir / TEST_PREDICTIONS_FILE)
         (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
 
 def _strip_prefix(metrics, prefix):
     return {key[len(prefix) :] if key.startswith(prefix) else key: value for key, value in metrics.items()}
+
+
+def _save_test_predictions(logits, table: MolecularTable, test_indices, path: Path) -> None:
+    """The test molecules' predictions (probabilities or values) with their CSV row, SMILES and labels."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    values = np.asarray(logits, dtype=np.float64)
+    if table.task_type == "classification":
+        values = 1.0 / (1.0 + np.exp(-values))
+    test_indices = np.asarray(test_indices, dtype=np.int64)
+    columns: dict[str, object] = {
+        "row": table.source_rows[test_indices],
+        "smiles": [table.smiles[i] for i in test_indices],
+    }
+    for task, name in enumerate(table.task_names):
+        columns[f"{name}_label"] = table.labels[test_indices, task]
+        columns[f"{name}_predicted"] = values[:, task]
+    pd.DataFrame(columns).to_csv(path, index=False)
+
+
+def _run_ensemble_training(
+    model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments
+) -> dict:
+    """Train `ensemble_size` members (seeds seed, seed+1, ...) on one split; score their averaged test predictions."""
+    if training_args.output_dir is None:
+        raise ValueError("--output_dir is required")
+    output_dir = Path(training_args.output_dir)
+    members = []
+    for member in range(training_args.ensemble_size):
+        member_args = dataclasses.replace(
+            training_args,
+            output_dir=str(output_dir / f"member_{member}"),
+            seed=training_args.seed + member,
+            ensemble_size=1,
+        )
+        logger.warning("Ensemble member %d of %d (seed %d)", member + 1, training_args.ensemble_size, member_args.seed)
+        members.append(run_training(model_args, data_args, member_args))
+    PartialState().wait_for_everyone()  # the main process has written every member's test predictions
+    first = members[0]
+    metric = first["metric"]
+    tables = [pd.read_csv(output_dir / f"member_{m}" / TEST_PREDICTIONS_FILE) for m in range(len(members))]
+    task_names = [column[: -len("_predicted")] for column in tables[0].columns if column.endswith("_predicted")]
+    predicted = np.stack([t[[f"{name}_predicted" for name in task_names]].to_numpy() for t in tables]).mean(axis=0)
+    labels = tables[0][[f"{name}_label" for name in task_names]].to_numpy(dtype=np.float64)
+    scores = MoleculeNetMetric(task_type=first["task_type"], task_names=task_names).compute(
+        predictions=predicted, references=labels
+    )
+    member_scores = [m["test"][metric] for m in members]
+    results = {
+        **{key: first[key] for key in ("dataset", "split", "task_type", "metric", "num_molecules", "excluded_rows")},
+        "ensemble_size": len(members),
+        "members": [f"member_{m}" for m in range(len(members))],
+        "seeds": [training_args.seed + m for m in range(len(members))],
+        "test": scores,
+        "member_test": {
+            "values": member_scores,
+            "mean": float(np.mean(member_scores)),
+            "std": float(np.std(member_scores)),
+        },
+        "member_valid": [m["valid"][metric] for m in members],
+    }
+    if training_args.process_index == 0:
+        (output_dir / ENSEMBLE_FILE).write_text(json.dumps(results, indent=2))
+    return results
