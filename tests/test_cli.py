@@ -17,7 +17,14 @@ from conftest import tiny_config
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import build_parser, main
-from protomol_hf.prediction import InvalidRowError, embed_smiles, predict_smiles, predict_smiles_ensemble
+from protomol_hf.prediction import (
+    InvalidRowError,
+    embed_smiles,
+    featurize_rows,
+    length_sorted_batches,
+    predict_smiles,
+    predict_smiles_ensemble,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # (smiles, name, weight): rows 1, 3 and 5 cannot be featurized.
@@ -368,3 +375,14 @@ def test_explain_needs_cross_attention(tmp_path, tokenizer, capsys):
     save_model(tmp_path / "model", model, tokenizer)
     assert main(["explain", "--model", str(tmp_path / "model"), "--smiles", "CCO", "--output_dir", str(tmp_path)]) == 2
     assert "cross_attention='none'" in capsys.readouterr().err
+
+
+def test_batches_group_similar_lengths_and_cover_every_valid_row(tokenizer):
+    processor = ProtoMolProcessor(tokenizer, text_source="smiles")
+    smiles = [row[0] for row in ROWS] * 3
+    features, _ = featurize_rows(processor, smiles)
+    batches = length_sorted_batches(features, batch_size=5)
+    assert sorted(row for batch in batches for row in batch) == [i for i, item in enumerate(features) if item]
+    assert all(len(batch) <= 5 for batch in batches)
+    lengths = [len(features[row]["input_ids"]) for batch in batches for row in batch]
+    assert lengths == sorted(lengths)

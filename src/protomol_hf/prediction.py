@@ -109,14 +109,24 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
 
+def length_sorted_batches(features: Sequence[dict | None], batch_size: int) -> list[list[int]]:
+    """Rows of the featurized molecules (None = skipped) grouped into batches of similar description length.
+
+    Every batch is padded to its longest description, so batching rows in input order wastes about a fifth
+    of the text model's work on padding; sorting by token count (then atom count) removes most of it.
+    """
+    sizes = {row: (len(item["input_ids"]), len(item["atom_features"])) for row, item in enumerate(features) if item}
+    valid_rows = sorted(sizes, key=sizes.__getitem__)
+    return [valid_rows[start : start + batch_size] for start in range(0, len(valid_rows), batch_size)]
+
+
 @torch.no_grad()
 def _model_outputs(model, processor, features, batch_size, progress) -> Iterator[tuple[list[int], _ModelOutputs]]:
     """Run `model` over the featurized rows (None = skipped) in batches; yields (row indices, outputs)."""
     model.eval()
-    valid_rows = [row for row, item in enumerate(features) if item is not None]
-    batch_starts = range(0, len(valid_rows), batch_size)
-    for start in tqdm(batch_starts, desc="Running model", unit="batch", disable=not progress):
-        rows = valid_rows[start : start + batch_size]
+    for rows in tqdm(
+        length_sorted_batches(features, batch_size), desc="Running model", unit="batch", disable=not progress
+    ):
         batch = processor.collator([features[row] for row in rows])
         yield rows, model(**{name: tensor.to(model.device) for name, tensor in batch.items()})
 
@@ -222,6 +232,7 @@ __all__ = [
     "InvalidRowError",
     "embed_smiles",
     "featurize_rows",
+    "length_sorted_batches",
     "predict_smiles",
     "predict_smiles_ensemble",
 ]
