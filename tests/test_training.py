@@ -3,13 +3,16 @@
 import json
 import math
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, REPO, run_without_protomol_hf, train
+from conftest import FIXTURES, REPO, run_without_protomol_hf, train, train_command
 
 from protomol_hf.cli import main
 from protomol_hf.metrics import MoleculeNetMetric
@@ -129,6 +132,67 @@ def test_ensemble_trains_members_with_consecutive_seeds_and_predicts_mean_and_st
     table = pd.read_csv(predictions)
     assert list(table.columns) == ["smiles", "label", "label_predicted", "label_predicted_std", "error"]
     assert len(table) == 40 and (table["label_predicted_std"] > 0).all()
+
+
+TIMINGS = ("runtime", "per_second", "flos", "wall_s")
+
+
+def without_timings(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if not any(timing in key for timing in TIMINGS)}
+
+
+def logged_history(output_dir):
+    """Per-epoch training losses and validation metrics of a finished run, without timings."""
+    history = json.loads((Path(output_dir) / "trainer_state.json").read_text())["log_history"]
+    return [without_timings(entry) for entry in history]
+
+
+def test_same_seed_gives_identical_training(tmp_path, tiny_text_model):
+    common = ["--data_file", str(FIXTURES / "tiny_regression.csv"), "--num_train_epochs", "3", "--seed", "7"]
+    for name in ("first", "second"):
+        train(tmp_path, tiny_text_model, *common, "--output_dir", str(tmp_path / name))
+    first, second = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("first", "second"))
+    assert without_timings(first["test"]) == without_timings(second["test"])
+    assert without_timings(first["valid"]) == without_timings(second["valid"])
+    assert logged_history(tmp_path / "first") == logged_history(tmp_path / "second")
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path, tiny_text_model):
+    common = ["--data_file", str(FIXTURES / "tiny_classification.csv"), "--num_train_epochs", "5"]
+    common += ["--save_total_limit", "10", "--seed", "3"]
+    train(tmp_path, tiny_text_model, *common, "--output_dir", str(tmp_path / "uninterrupted"))
+
+    killed = tmp_path / "killed"
+    command, env = train_command(tmp_path, tiny_text_model, *common, "--output_dir", str(killed))
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_checkpoint = killed / "checkpoint-4"  # epoch 1: 4 batches of 8 of the 32 training molecules
+    deadline = time.monotonic() + 300
+    # trainer_state.json is the last file a checkpoint gets: the checkpoint is complete once it exists.
+    while not (first_checkpoint / "trainer_state.json").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.02)
+    process.kill()
+    assert process.wait() == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (killed / "results.json").exists()
+
+    train(
+        tmp_path,
+        tiny_text_model,
+        *common,
+        "--output_dir",
+        str(killed),
+        "--resume_from_checkpoint",
+        str(first_checkpoint),
+    )
+    expected, resumed = (
+        json.loads((tmp_path / name / "results.json").read_text()) for name in ("uninterrupted", "killed")
+    )
+    assert without_timings(resumed["test"]) == pytest.approx(without_timings(expected["test"]), abs=1e-6)
+    assert without_timings(resumed["valid"]) == pytest.approx(without_timings(expected["valid"]), abs=1e-6)
+    assert resumed["best_epoch"] == expected["best_epoch"]
+    uninterrupted_losses = train_losses(tmp_path / "uninterrupted")
+    assert train_losses(killed) == pytest.approx(uninterrupted_losses, abs=1e-6) and len(uninterrupted_losses) == 5
 
 
 def test_invalid_rows_are_reported_and_excluded(tmp_path, tiny_text_model):

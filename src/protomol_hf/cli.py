@@ -9,9 +9,11 @@
 """
 
 import argparse
+import csv
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,10 @@ class UsageError(Exception):
     """A problem the user can fix (missing file, column or model folder): reported in one line, exit code 2."""
 
 
+# Reported in one line with exit code 2 (FloatingPointError: the training loss became NaN or inf).
+USER_ERRORS = (UsageError, FileNotFoundError, ValueError, FloatingPointError)
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows the default of every option except required ones, which have none."""
 
@@ -51,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="protomol",
         description="ProtoMol molecular property prediction (molecular graph + text, prototypes).",
-        epilog="Run `protomol SUBCOMMAND --help` for the options of each subcommand.",
+        epilog="Run `protomol SUBCOMMAND --help` for the options of each subcommand. Problems with the input are "
+        "reported in one line with exit code 2; set PROTOMOL_TRACEBACK=1 to see the traceback as well.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
@@ -181,6 +188,13 @@ def run_train(args: argparse.Namespace) -> None:
     model_args, data_args, training_args = HfArgumentParser(TRAIN_ARGUMENT_TYPES).parse_dict(
         vars(args), allow_extra_keys=True
     )
+    train_and_report(model_args, data_args, training_args)
+
+
+def train_and_report(
+    model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments
+) -> None:
+    """Run the training and print the test metric and output folder as one JSON line (main process only)."""
     results = run_training(model_args, data_args, training_args)
     if training_args.process_index == 0:
         metric = results["metric"]
@@ -204,7 +218,10 @@ def run_predict(args: argparse.Namespace) -> None:
             table[_free_column_name(f"{column}_std", taken)] = spread[:, task]
     table[_free_column_name("error", taken)] = [error or "" for error in errors]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.output, index=False)
+    # Python's csv writer leaves a lone "\r" inside a cell unquoted, which readers take for a line break:
+    # quote every cell when an input cell holds one, so each row reads back as written.
+    has_carriage_return = table.select_dtypes(exclude="number").apply(lambda column: column.str.contains("\r")).any()
+    table.to_csv(args.output, index=False, quoting=csv.QUOTE_ALL if has_carriage_return.any() else csv.QUOTE_MINIMAL)
     print(_summary("predicted", errors, "see the error column"))
 
 
@@ -350,10 +367,22 @@ def _summary(verb, errors, where_to_look) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `protomol` command line (`argv` defaults to sys.argv[1:]); returns the exit code."""
     args = build_parser().parse_args(argv)
+    return run_reporting_user_errors("protomol", args.run, args)
+
+
+def run_reporting_user_errors(program: str, function: Callable[..., object], *args: object) -> int:
+    """Call `function(*args)`; return 0, or 2 after printing a problem with the input on one line.
+
+    Bad input (files, columns, SMILES, labels, checkpoints) and a diverging loss raise ValueError and its
+    kin with a message naming the row or key; the user gets that message, not a traceback. Set the
+    environment variable PROTOMOL_TRACEBACK=1 to see the traceback too.
+    """
     try:
-        args.run(args)
-    except (UsageError, FileNotFoundError, ValueError) as error:
-        print(f"protomol: error: {error}", file=sys.stderr)
+        function(*args)
+    except USER_ERRORS as error:
+        if os.environ.get("PROTOMOL_TRACEBACK"):
+            raise
+        print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

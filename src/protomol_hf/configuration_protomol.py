@@ -36,6 +36,19 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoProcessor": "processing_protomol.ProtoMolProcessor",
 }
 
+# Version of the checkpoint layout (config keys, weight names and meanings). Raise it whenever a change
+# makes older code misread new checkpoints; older code then refuses them with a clear message.
+CHECKPOINT_FORMAT_VERSION = 1
+# Keys every saved ProtoMol config has: without them the defaults would silently build another architecture.
+REQUIRED_SAVED_KEYS = (
+    "problem_type",
+    "num_tasks",
+    "hidden_size",
+    "num_layers",
+    "num_prototypes_per_class",
+    "text_config",
+)
+
 PROBLEM_TYPES = ("classification", "regression")
 # transformers' own names for the same objectives, accepted as aliases.
 _PROBLEM_TYPE_ALIASES = {
@@ -86,6 +99,7 @@ class ProtoMolConfig(PreTrainedConfig):
         text_model_mode (`str`, defaults to "frozen"): "frozen", "lora" (peft adapters) or "full".
         lora_rank, lora_alpha, lora_dropout, lora_target_modules: LoRA settings for "lora" mode.
         initializer_range (`float`, defaults to 0.02): std of the normal weight initialisation.
+        checkpoint_format_version (`int`): layout version of the checkpoint; newer ones are refused.
     """
 
     model_type = "protomol"
@@ -134,8 +148,15 @@ class ProtoMolConfig(PreTrainedConfig):
         lora_dropout: float = 0.05,
         lora_target_modules: str | list[str] | None = None,
         initializer_range: float = 0.02,
+        checkpoint_format_version: int = CHECKPOINT_FORMAT_VERSION,
         **kwargs: Any,
     ):
+        if checkpoint_format_version > CHECKPOINT_FORMAT_VERSION:
+            raise ValueError(
+                f"this checkpoint has ProtoMol checkpoint format {checkpoint_format_version}, newer than the "
+                f"{CHECKPOINT_FORMAT_VERSION} this code reads: upgrade protomol_hf, or load it with "
+                "trust_remote_code=True to run the checkpoint's own code"
+            )
         if text_config is None:
             text_config = dict(DEFAULT_TEXT_CONFIG)
         if isinstance(text_config, dict):
@@ -187,12 +208,25 @@ class ProtoMolConfig(PreTrainedConfig):
         self.lora_dropout = lora_dropout
         self.lora_target_modules = lora_target_modules
         self.initializer_range = initializer_range
+        self.checkpoint_format_version = checkpoint_format_version
         kwargs.setdefault("num_labels", num_tasks)
         # A saved ProtoMol is a property predictor: every Auto class resolves to the head in remote code.
         kwargs.setdefault("auto_map", dict(REMOTE_CODE_AUTO_MAP))
         # transformers types `problem_type` with its own head types only; ProtoMol stores
         # "classification" / "regression", which transformers keeps as given.
         super().__init__(problem_type=problem_type, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
+        """`PreTrainedConfig.from_dict` (used by `from_pretrained`), refusing a saved config that lacks a key
+        `save_pretrained` always writes: a hand-edited or foreign config would otherwise get default values."""
+        missing = [key for key in REQUIRED_SAVED_KEYS if key not in config_dict and key not in kwargs]
+        if missing:
+            raise ValueError(
+                f"the ProtoMol config lacks {', '.join(missing)}: it was not written by ProtoMolConfig.save_pretrained "
+                "(or was edited); add the keys or re-save the model"
+            )
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def num_classes(self) -> int:

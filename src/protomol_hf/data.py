@@ -170,7 +170,10 @@ def load_table(
     path = Path(data_file)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    header = list(pd.read_csv(path, nrows=0).columns)
+    try:
+        header = list(pd.read_csv(path, nrows=0).columns)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty (expected a CSV header and rows)") from None
     label_columns = _resolve_label_columns(path, header, smiles_column, label_columns, text_column)
     string_columns = [smiles_column] + ([text_column] if text_column is not None else [])
     frame = pd.read_csv(
@@ -179,6 +182,8 @@ def load_table(
         dtype={column: object for column in string_columns},
     )
 
+    if frame.empty:
+        raise ValueError(f"{path}: the file has a header but no data rows")
     labels = np.stack([_numeric_column(frame, column, path) for column in label_columns], axis=1)
     if task_type is None:
         task_type = "classification" if _all_binary(labels) else "regression"
@@ -233,7 +238,16 @@ def _numeric_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
         raise ValueError(
             f"{path}: label column {column!r} has a non-numeric value {frame[column].iloc[row]!r} in row {row}"
         )
-    return values.to_numpy(dtype=np.float64)
+    values = values.to_numpy(dtype=np.float64)
+    # Labels are trained on as float32: anything beyond its range would become inf.
+    out_of_range = np.abs(values) > np.finfo(np.float32).max
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range)[0])
+        raise ValueError(
+            f"{path}: label column {column!r} has a value out of range, {str(frame[column].iloc[row])!r}, in row {row} "
+            "(labels must be finite and within float32's range, about 3.4e38)"
+        )
+    return values
 
 
 def _all_binary(labels: np.ndarray) -> bool:

@@ -226,6 +226,40 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
     # The Trainer divides by gradient-accumulation steps itself: forward returns per-batch means.
     accepts_loss_kwargs = False
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing weights that do not fit the config with a ValueError naming
+        each differing weight. transformers would re-initialize missing weights at random with only a logged
+        warning; pass `allow_missing_weights=True` for that (e.g. a new head on a base-model checkpoint)."""
+        allow_missing = kwargs.pop("allow_missing_weights", False)
+        allow_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
+        return_info = kwargs.pop("output_loading_info", False)
+        loaded: Any = super().from_pretrained(
+            pretrained_model_name_or_path,
+            *model_args,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+            **kwargs,
+        )
+        model, info = loaded  # with output_loading_info, transformers returns (model, loading info)
+        problems = []
+        if not allow_mismatched:
+            problems += [
+                f"{key} has shape {tuple(saved)} in the checkpoint but {tuple(expected)} under the config"
+                for key, saved, expected in sorted(info["mismatched_keys"])
+            ]
+        if not allow_missing:
+            problems += [f"{key} is missing from the checkpoint" for key in sorted(info["missing_keys"])]
+        if problems:
+            config = model.config
+            listed = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the weights do not match the config (problem_type="
+                f"{config.problem_type}, num_tasks={config.num_tasks}, hidden_size={config.hidden_size}, "
+                f"num_layers={config.num_layers}, num_prototypes_per_class={config.num_prototypes_per_class}): {listed}"
+            )
+        return (model, info) if return_info else model
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)

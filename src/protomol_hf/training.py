@@ -24,7 +24,7 @@ import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import DistributedType
 from datasets import Array2D, Dataset, Features, List, Value
-from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments
+from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from . import featurization_protomol
@@ -386,6 +386,9 @@ def run_training(
 
     text_model_dir = resolve_text_model(model_args.text_model)
     tokenizer = AutoTokenizer.from_pretrained(text_model_dir)
+    # The Trainer seeds only when it starts; the ProtoMol weights are initialized before, so seed here too
+    # (same seed, data and options -> the same model).
+    set_seed(training_args.seed)
     processor = ProtoMolProcessor(
         tokenizer,
         text_source="given" if table.texts is not None else model_args.text_source,
