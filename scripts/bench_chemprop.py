@@ -228,7 +228,10 @@ def main(argv=None) -> dict:
         "predict_molecules_per_s": round(num_test / predict_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "chemprop_version": version,
-        "command": shlex.join(command),
+        # How to reproduce the record (docs/benchmarks.md lists it), and what it ran.
+        "command": f"python scripts/bench_chemprop.py --dataset_name {spec.name} --split {args.split} --seed {args.seed}"
+        + (f" --epochs {args.epochs}" if args.epochs is not None else ""),
+        "chemprop_command": shlex.join(command),
         # The fields scripts/benchmark.py renders for every record, so both systems share docs/benchmarks.md.
         "max_steps": -1,
         "overrides": {},

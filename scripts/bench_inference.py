@@ -16,7 +16,6 @@ is built: speed does not depend on the weights.
 """
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from benchmark import report_results  # scripts/benchmark.py, next to this script
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
@@ -155,10 +155,7 @@ def main(argv=None) -> dict:
             "torch": torch.__version__,
         },
     }
-    print(json.dumps(results, indent=2))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+    report_results(results, args.output)
     return results
 
 

@@ -243,6 +243,14 @@ def display_path(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def report_results(results: dict, output: Path | None) -> None:
+    """Print a speed script's results as JSON and, given a path, write them there for the report."""
+    print(json.dumps(results, indent=2))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def git_commit() -> str:
     """HEAD of the checkout, with '-dirty' when tracked files differ from it."""
     try:
@@ -455,9 +463,9 @@ def configs_overview(records: list[dict]) -> list[str]:
 
 
 def speed_section(results_dir: Path) -> list[str]:
-    """Featurization and prediction throughput from the JSON files of the speed scripts, where present."""
+    """Featurization and prediction throughput and the training-step profile, from the speed scripts' JSON files."""
     featurization_file, inference_file = results_dir / "featurization.json", results_dir / "inference.json"
-    if not featurization_file.is_file() and not inference_file.is_file():
+    if not (featurization_file.is_file() or inference_file.is_file() or any(results_dir.glob("profile_training*"))):
         return []
     lines = ["", "## Speed", ""]
     if featurization_file.is_file():
@@ -492,6 +500,18 @@ def speed_section(results_dir: Path) -> list[str]:
             f"Batches group descriptions of similar length: {stages['padded_tokens_per_molecule']} padded tokens "
             f"per molecule for {stages['mean_tokens_per_molecule']} real ones, against "
             f"{stages['padded_tokens_per_molecule_input_order']} in input order.",
+        ]
+    for profile_file in sorted(results_dir.glob("profile_training*.json")):
+        profile = json.loads(profile_file.read_text())
+        parts = ", ".join(f"{part} {ms} ms" for part, ms in profile["forward_ms_per_step"].items() if ms >= 1)
+        top = ", ".join(f"{op} {share:.0%}" for op, share in list(profile["top_operators_self_cpu_share"].items())[:4])
+        changes = json.dumps(profile["config_changes"]) if profile["config_changes"] else "the default model"
+        lines += [
+            "",
+            f"Training step profile of {changes} (`python scripts/profile_training.py`, {profile['dataset']}, batch "
+            f"{profile['batch_size']}, cached text states): {profile['ms_per_step']} ms per step; forward {parts}; "
+            f"backward, optimizer and the rest {profile['rest_of_step_ms (backward, optimizer, glue)']} ms. "
+            f"Operators by self CPU time: {top}.",
         ]
     return lines
 

@@ -148,21 +148,30 @@ def model_dir(tmp_path_factory, tokenizer):
 
 
 @WITH_MODEL
-@given(st.lists(any_smiles, max_size=10))
-@example(["\r", "CCO", "x\ny", "CCO"])
-def test_cli_predict_keeps_every_row_in_order(model_dir, tmp_path_factory, smiles):
+@given(st.lists(st.tuples(any_smiles, st.one_of(st.none(), st.text(max_size=40))), max_size=10))
+@example([("\r", None), ("CCO", None), ("x\ny", None), ("CCO", None)])
+@example([("CCO", ""), ("CCO", "ethanol, ünïcode 💧"), ("c1ccccc1", " "), ("C", "x" * 100_000)])
+def test_cli_predict_keeps_every_row_in_order(model_dir, tmp_path_factory, rows):
+    """Rows of (SMILES, text); with any text given, every row's text is used (None -> an empty cell)."""
     folder = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
-    # Quoted, so that texts holding line breaks stay one field (pandas leaves a lone "\r" unquoted).
-    table = pd.DataFrame({"smiles": smiles, "row_id": range(len(smiles))})
+    with_text = any(text is not None for _, text in rows)
+    table = pd.DataFrame({"smiles": [s for s, _ in rows], "row_id": range(len(rows))})
+    if with_text:
+        table["text"] = [text or "" for _, text in rows]
+    # Quoted, so that cells holding line breaks stay one field (pandas leaves a lone "\r" unquoted).
     table.to_csv(folder / "in.csv", index=False, quoting=csv.QUOTE_ALL)
-    arguments = ["predict", "--model", str(model_dir), "--input", str(folder / "in.csv")]
-    assert main([*arguments, "--output", str(folder / "out.csv"), "--batch_size", "3"]) == 0
-    output = pd.read_csv(folder / "out.csv", dtype={"smiles": str, "error": str}, keep_default_na=False)
-    assert output["row_id"].tolist() == list(range(len(smiles)))
-    written = pd.read_csv(folder / "in.csv", dtype=str, keep_default_na=False)["smiles"].tolist()
-    assert output["smiles"].tolist() == written
-    for value, error, molecule in zip(output["task_0"], output["error"], output["smiles"], strict=True):
-        if featurizes(molecule):
+    arguments = ["predict", "--model", str(model_dir), "--input", str(folder / "in.csv"), "--batch_size", "3"]
+    arguments += ["--output", str(folder / "out.csv")] + (["--text_column", "text"] if with_text else [])
+    assert main(arguments) == 0
+    written = pd.read_csv(folder / "in.csv", dtype=str, keep_default_na=False)
+    output = pd.read_csv(folder / "out.csv", dtype=str, keep_default_na=False)
+    assert output["row_id"].tolist() == [str(row) for row in range(len(rows))]
+    assert output["smiles"].tolist() == written["smiles"].tolist()
+    texts = written["text"] if with_text else [None] * len(rows)
+    for value, error, molecule, text in zip(output["task_0"], output["error"], output["smiles"], texts, strict=True):
+        if text is not None and not text.strip():
+            assert error == "text is empty" and value == ""
+        elif featurizes(molecule):
             assert error == "" and 0.0 <= float(value) <= 1.0
         else:
             assert error.startswith("invalid SMILES: ") and value == ""

@@ -134,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--output_dir", required=True, help="Folder for the JSON and PNG files.")
     explain.add_argument(
-        "--top_prototypes", type=_positive_int, default=3, help="Nearest prototypes listed per task and modality."
+        "--top_prototypes", type=positive_int, default=3, help="Nearest prototypes listed per task and modality."
     )
-    explain.add_argument("--top_tokens", type=_positive_int, default=10, help="Most attended tokens listed.")
+    explain.add_argument("--top_tokens", type=positive_int, default=10, help="Most attended tokens listed.")
     explain.add_argument(
         "--invalid",
         choices=INVALID_ROW_POLICIES,
@@ -163,7 +163,7 @@ def _add_input_options(parser, output_help):
         help="Column of --input with a description per molecule (an empty one makes the row invalid); without "
         "it, each molecule gets the kind of description the model was trained with.",
     )
-    parser.add_argument("--batch_size", type=_positive_int, default=64, help="Molecules per model call.")
+    parser.add_argument("--batch_size", type=positive_int, default=64, help="Molecules per model call.")
     _add_device_option(parser)
 
 
@@ -175,7 +175,7 @@ def _add_device_option(parser):
     )
 
 
-def _positive_int(text) -> int:
+def positive_int(text) -> int:
     """argparse type of counts that must be at least 1."""
     value = int(text)
     if value < 1:

@@ -111,6 +111,10 @@ class ModelArguments:
     graph_dropout: float = field(
         default=_CONFIG_DEFAULTS.graph_dropout, metadata={"help": "Dropout after each GINE layer."}
     )
+    attention_dropout: float = field(
+        default=_CONFIG_DEFAULTS.attention_dropout,
+        metadata={"help": "Dropout in the refiner layers and on the cross-attention weights."},
+    )
 
     def config_kwargs(self) -> dict:
         """The arguments that are `ProtoMolConfig` options (the rest choose the text model and its input)."""
@@ -424,6 +428,9 @@ def run_training(
     train_start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_wall_s = time.perf_counter() - train_start
+    # test_predictions.csv pairs predictions with rows by position: evaluate in dataset order even if
+    # training grouped batches by length (that sampler also shuffles evaluation).
+    trainer.args.train_sampling_strategy = "random"
     valid_metrics = trainer.evaluate(parts["valid"], metric_key_prefix="valid")
     test_output = trainer.predict(parts["test"], metric_key_prefix="test")
 

@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Profile ProtoMol training steps on CPU: where a step's time goes, by module and by operator.
+
+Builds the default model (frozen MiniLM, cached token states, as `scripts/train.py` trains it), takes
+--num_molecules molecules of a bundled set, and times --steps optimizer steps of --batch_size molecules:
+  * the forward time of each part of the model (forward hooks: text input projection, atom encoder,
+    GINE layers, refiner layers, cross-attention, readout and prototypes, predictor), and the rest of
+    the step (backward, optimizer) as the remainder;
+  * the operators with the most self CPU time (torch.profiler).
+Writes both as JSON (--output) and prints them.
+
+    python scripts/profile_training.py --output benchmarks/results/profile_training.json
+"""
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from benchmark import report_results  # scripts/benchmark.py, next to this script
+from torch.profiler import ProfilerActivity, profile
+from transformers import AutoTokenizer, set_seed
+
+from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
+from protomol_hf.data import load_table
+from protomol_hf.text_cache import ProtoMolCachedTextCollator, TextFeatureCache
+from protomol_hf.training import DEFAULT_CACHE_DIR, resolve_text_model
+
+# Forward time is summed per part; a module's name decides its part (the first pattern it contains).
+PARTS = (
+    ("cross_modal", "cross-attention"),
+    ("refiner_layer", "refiner layers"),
+    ("graph_layer", "GINE layers"),
+    ("text_input_projection", "text input projection"),
+    ("atom_encoder", "atom encoder"),
+    ("prototype_space", "prototype space"),
+    ("predictor", "predictor"),
+)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset_name", default="bace", help="Bundled set the molecules come from.")
+    parser.add_argument("--num_molecules", type=int, default=256, help="Molecules taken from the start of the set.")
+    parser.add_argument("--batch_size", type=int, default=32, help="Molecules per step (the training default).")
+    parser.add_argument("--steps", type=int, default=16, help="Timed optimizer steps (after 2 warm-up steps).")
+    parser.add_argument("--cache_dir", default=str(DEFAULT_CACHE_DIR), help="Text-feature cache folder.")
+    parser.add_argument(
+        "--config", default="{}", help="ProtoMolConfig options to change, as JSON, e.g. '{\"attention_dropout\": 0}'."
+    )
+    parser.add_argument("--output", type=Path, default=None, help="JSON file for the results.")
+    return parser.parse_args(argv)
+
+
+def timed_parts(model) -> tuple[dict, list]:
+    """Forward hooks that add each part's forward seconds to the returned dict; returns (seconds, handles)."""
+    seconds: dict[str, float] = defaultdict(float)
+    handles = []
+    for name, module in model.named_modules():
+        part = next((label for pattern, label in PARTS if name.endswith(pattern)), None)
+        if part is None:
+            continue
+        starts: list[float] = []
+        handles.append(module.register_forward_pre_hook(lambda *_, starts=starts: starts.append(time.perf_counter())))
+        handles.append(
+            module.register_forward_hook(
+                lambda *_, starts=starts, part=part: seconds.__setitem__(
+                    part, seconds[part] + time.perf_counter() - starts.pop()
+                )
+            )
+        )
+    return seconds, handles
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    set_seed(0)
+    text_model_dir = resolve_text_model("minilm")
+    tokenizer = AutoTokenizer.from_pretrained(text_model_dir)
+    processor = ProtoMolProcessor(tokenizer)
+    table = load_table(dataset_name=args.dataset_name)
+    smiles = table.smiles[: args.num_molecules]
+    labels = table.labels[: args.num_molecules]
+    model = ProtoMolForMolecularPropertyPrediction.from_text_pretrained(
+        text_model_dir, problem_type=table.task_type, num_tasks=table.num_tasks, **json.loads(args.config)
+    )
+    features = processor(smiles=smiles, labels=labels)
+    texts = processor.texts_for(smiles)
+    cache = TextFeatureCache.build(texts, model.protomol, tokenizer, args.cache_dir, processor.max_text_length)
+    collator = ProtoMolCachedTextCollator(cache, processor.collator)
+    text_ids = cache.text_ids(texts)
+    batches = [
+        collator([{**features[i], "text_id": text_ids[i]} for i in range(start, start + args.batch_size)])
+        for start in range(0, len(features) - args.batch_size + 1, args.batch_size)
+    ]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=8e-5)
+    model.train()
+
+    def step(batch):
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+
+    for batch in batches[:2]:
+        step(batch)
+    seconds, handles = timed_parts(model)
+    start = time.perf_counter()
+    for index in range(args.steps):
+        step(batches[index % len(batches)])
+    total = time.perf_counter() - start
+    for handle in handles:
+        handle.remove()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for index in range(min(args.steps, 4)):
+            step(batches[index % len(batches)])
+    operators = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+    profiled_total = sum(event.self_cpu_time_total for event in operators)
+
+    forward = {part: round(value / args.steps * 1000, 1) for part, value in sorted(seconds.items())}
+    results = {
+        "dataset": args.dataset_name,
+        "config_changes": json.loads(args.config),
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "torch_threads": torch.get_num_threads(),
+        "ms_per_step": round(total / args.steps * 1000, 1),
+        "forward_ms_per_step": forward,
+        "rest_of_step_ms (backward, optimizer, glue)": round(total / args.steps * 1000 - sum(forward.values()), 1),
+        "top_operators_self_cpu_share": {
+            event.key: round(event.self_cpu_time_total / profiled_total, 3) for event in operators[:15]
+        },
+    }
+    report_results(results, args.output)
+    return results
+
+
+if __name__ == "__main__":
+    main()
