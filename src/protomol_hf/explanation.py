@@ -27,7 +27,7 @@ WHITE_RGB = np.ones(3)
 
 
 def _prototype_class_name(config, prototype_class: int) -> str:
-    """A readable name of the class a prototype anchors ("inactive"/"active", or a regression bin)."""
+    """A readable name of the class a prototype anchors ("negative"/"positive", or a regression bin)."""
     if config.problem_type == "classification":
         return ("negative", "positive")[prototype_class]
     return f"bin {prototype_class + 1} of {config.num_classes}"
