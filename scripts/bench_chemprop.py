@@ -28,7 +28,6 @@ benchmarks/chemprop_requirements.txt). Recorded figures:
 
 import argparse
 import bisect
-import gzip
 import json
 import os
 import re
@@ -43,7 +42,7 @@ import numpy as np
 import pandas as pd
 from benchmark import describe_hardware, git_commit  # scripts/benchmark.py, next to this script
 
-from protomol_hf.data import bundled_dataset_path, bundled_split_path, get_dataset_spec
+from protomol_hf.data import bundled_dataset_path, bundled_split_path, get_dataset_spec, read_split_json
 from protomol_hf.metrics import MoleculeNetMetric, main_metric
 
 # chemprop 2.x's default --warmup-epochs; it refuses to train for that many epochs or fewer.
@@ -87,9 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def read_split(dataset_name: str, split: str) -> dict[str, list[int]]:
     """The 0-based CSV row indices of the train/valid/test parts of a bundled split file."""
-    path = bundled_split_path(dataset_name, split)
-    with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as handle:
-        content = json.load(handle)
+    content = read_split_json(bundled_split_path(dataset_name, split))
     return {part: content[part] for part in ("train", "valid", "test")}
 
 

@@ -393,7 +393,7 @@ def bundled_split_path(dataset_name: str, split_name: str) -> Path:
 def load_split_file(path: str | Path, table: MolecularTable) -> Split:
     """Read a split file of CSV row indices and map them to positions in ``table``."""
     path = Path(path)
-    content = _read_json(path)
+    content = read_split_json(path)
     missing_parts = [part for part in SPLIT_PARTS if part not in content]
     if missing_parts:
         raise ValueError(f"{path}: split file lacks part(s) {missing_parts}")
@@ -452,7 +452,8 @@ def save_split(
     return path
 
 
-def _read_json(path: Path) -> dict:
+def read_split_json(path: Path) -> dict:
+    """The content of a split file (JSON, or gzipped JSON for a `.gz` path), as written by `save_split`."""
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
     if path.suffix == ".gz":

@@ -55,7 +55,9 @@ def explain_molecule(
     """
     config = model.config
     require_cross_attention(config)
-    features = processor(smiles=smiles, text=text)
+    # The description is built once and passed on, so the processor does not build it again.
+    description = processor.texts_for([smiles], text)[0]
+    features = processor(smiles=smiles, text=description)
     batch = processor.collator([features])
     model.eval()
     outputs = model(**{name: tensor.to(model.device) for name, tensor in batch.items()}, output_attentions=True)
@@ -92,7 +94,7 @@ def explain_molecule(
             ]
     return {
         "smiles": smiles,
-        "text": processor.texts_for([smiles], text)[0],
+        "text": description,
         "predictions": dict(zip(config.task_names, values.tolist(), strict=True)),
         "atoms": [
             {"index": atom.GetIdx(), "element": atom.GetSymbol(), "importance": float(atom_importance[atom.GetIdx()])}
