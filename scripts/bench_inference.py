@@ -31,6 +31,7 @@ from benchmark import report_results  # scripts/benchmark.py, next to this scrip
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
+from protomol_hf.cli import MODEL_DTYPES
 from protomol_hf.data import bundled_dataset_path
 from protomol_hf.prediction import featurize_rows, length_sorted_batches, predict_smiles
 from protomol_hf.training import resolve_text_model
@@ -42,6 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset_name", default="hiv", help="Bundled set whose SMILES are predicted.")
     parser.add_argument("--num_molecules", type=int, default=10_000, help="SMILES taken from the start of the set.")
     parser.add_argument("--batch_size", type=int, default=64, help="Molecules per model call (predict's default).")
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="Torch device of the model (default: cuda when a GPU is visible, else cpu).",
+    )
+    parser.add_argument(
+        "--dtype", choices=MODEL_DTYPES, default="float32", help="Model precision (default: %(default)s)."
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results.")
     return parser.parse_args(argv)
 
@@ -54,10 +63,11 @@ def build_default_model(directory: Path) -> None:
     ProtoMolProcessor(AutoTokenizer.from_pretrained(text_model_dir)).save_pretrained(directory)
 
 
-def run_cli_predict(model_dir: str, csv: Path, batch_size: int) -> dict:
+def run_cli_predict(model_dir: str, csv: Path, batch_size: int, device: str, dtype: str) -> dict:
     """`protomol predict` in a child process: wall seconds and the child's peak RSS."""
     command = [sys.executable, "-m", "protomol_hf.cli", "predict", "--model", model_dir, "--input", str(csv)]
-    command += ["--output", str(csv.with_name("predictions.csv")), "--batch_size", str(batch_size), "--device", "cpu"]
+    command += ["--output", str(csv.with_name("predictions.csv")), "--batch_size", str(batch_size)]
+    command += ["--device", device, "--dtype", dtype]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     seconds = time.perf_counter() - start
@@ -67,10 +77,18 @@ def run_cli_predict(model_dir: str, csv: Path, batch_size: int) -> dict:
     return {"seconds": round(seconds, 2), "summary": result.stdout.strip().splitlines()[-1], "peak_rss_mb": peak_rss_mb}
 
 
+def elapsed_since(start: float, device: str) -> float:
+    """Seconds since `start`, after the device's queued work has finished (CUDA runs asynchronously)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 @torch.no_grad()
-def time_stages(model_dir: str, smiles: list[str], batch_size: int) -> dict:
+def time_stages(model_dir: str, smiles: list[str], batch_size: int, device: str, dtype: str) -> dict:
     """Seconds of each prediction stage in this process on the same molecules and batches."""
-    model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
+    model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
     start = time.perf_counter()
     features, errors = featurize_rows(processor, smiles)
@@ -82,10 +100,13 @@ def time_stages(model_dir: str, smiles: list[str], batch_size: int) -> dict:
         processor.collator([features[row] for row in rows]) for rows in length_sorted_batches(features, batch_size)
     ]
     input_order_batches = [processor.collator(valid[i : i + batch_size]) for i in range(0, len(valid), batch_size)]
+    batches = [{name: tensor.to(device) for name, tensor in batch.items()} for batch in batches]
+    input_order_batches = [{name: tensor.to(device) for name, tensor in batch.items()} for batch in input_order_batches]
+    model(**batches[0])  # warm-up: CUDA kernels load and the allocator fills on the first call
     start = time.perf_counter()
     for batch in batches:
         model(**batch)
-    model_s = time.perf_counter() - start
+    model_s = elapsed_since(start, device)
 
     text_model = model.protomol.text_model
     text_model_s = {}
@@ -93,11 +114,11 @@ def time_stages(model_dir: str, smiles: list[str], batch_size: int) -> dict:
         start = time.perf_counter()
         for batch in batch_list:
             text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        text_model_s[name] = time.perf_counter() - start
+        text_model_s[name] = elapsed_since(start, device)
 
     start = time.perf_counter()
     predict_smiles(model, processor, smiles, batch_size=batch_size)
-    predict_s = time.perf_counter() - start
+    predict_s = elapsed_since(start, device)
     return {
         "valid_molecules": len(valid),
         "skipped_molecules": sum(error is not None for error in errors),
@@ -127,8 +148,8 @@ def main(argv=None) -> dict:
             build_default_model(Path(model_dir))
         csv = Path(scratch) / "molecules.csv"
         pd.DataFrame({"smiles": smiles}).to_csv(csv, index=False)
-        cli = run_cli_predict(model_dir, csv, args.batch_size)
-        stages = time_stages(model_dir, smiles, args.batch_size)
+        cli = run_cli_predict(model_dir, csv, args.batch_size, args.device, args.dtype)
+        stages = time_stages(model_dir, smiles, args.batch_size, args.device, args.dtype)
 
     count = len(smiles)
     rate = {
@@ -143,6 +164,8 @@ def main(argv=None) -> dict:
         "dataset": args.dataset_name,
         "num_molecules": count,
         "batch_size": args.batch_size,
+        "device": args.device,
+        "dtype": args.dtype,
         "model": args.model or "untrained default configuration (MiniLM-L6, hidden 128)",
         "cli": cli,
         "stages": stages,
@@ -153,6 +176,7 @@ def main(argv=None) -> dict:
             "torch_threads": torch_threads,
             "platform": platform.platform(),
             "torch": torch.__version__,
+            "cuda_device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
         },
     }
     report_results(results, args.output)

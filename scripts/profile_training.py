@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Profile ProtoMol training steps on CPU: where a step's time goes, by module and by operator.
+"""Profile ProtoMol training steps: where a step's time goes, by module and by operator.
 
 Builds the default model (frozen MiniLM, cached token states, as `scripts/train.py` trains it), takes
 --num_molecules molecules of a bundled set, and times --steps optimizer steps of --batch_size molecules:
@@ -7,7 +7,10 @@ Builds the default model (frozen MiniLM, cached token states, as `scripts/train.
     GINE layers, refiner layers, cross-attention, readout and prototypes, predictor), and the rest of
     the step (backward, optimizer) as the remainder;
   * the operators with the most self CPU time (torch.profiler).
-Writes both as JSON (--output) and prints them.
+On a GPU (--device cuda, optionally --bf16 autocast as the Trainer's --bf16), the part times are the host's
+(the time to issue the work; a small model is often limited by it), and the profile adds the GPU's busy time
+per step, the operators with the most GPU time and the host-device synchronizations per step.
+Writes the figures as JSON (--output) and prints them.
 
     python scripts/profile_training.py --output benchmarks/results/profile_training.json
 """
@@ -50,6 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--config", default="{}", help="ProtoMolConfig options to change, as JSON, e.g. '{\"attention_dropout\": 0}'."
     )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="Torch device (default: cuda when a GPU is visible, else cpu).",
+    )
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast, as the Trainer's --bf16.")
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results.")
     return parser.parse_args(argv)
 
@@ -74,6 +83,24 @@ def timed_parts(model) -> tuple[dict, list]:
     return seconds, handles
 
 
+def cuda_profile(events, steps: int, args: argparse.Namespace) -> dict:
+    """GPU busy time per step, the operators with the most GPU time, and the synchronizations per step
+    (each makes the host wait for the GPU, so host and GPU work stop overlapping)."""
+    by_gpu_time = sorted(events, key=lambda event: event.self_device_time_total, reverse=True)
+    kernels_total = sum(event.self_device_time_total for event in events)
+    syncs = sum(event.count for event in events if event.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "bf16_autocast": args.bf16,
+        "gpu_busy_ms_per_step": round(kernels_total / 1000 / steps, 2),
+        "host_syncs_per_step": round(syncs / steps, 1),
+        "operators_per_step": round(sum(event.count for event in events if event.key.startswith("aten::")) / steps),
+        "top_operators_gpu_ms_per_step": {
+            event.key: round(event.self_device_time_total / 1000 / steps, 3) for event in by_gpu_time[:10]
+        },
+    }
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     set_seed(0)
@@ -95,12 +122,17 @@ def main(argv=None) -> dict:
         collator([{**features[i], "text_id": text_ids[i]} for i in range(start, start + args.batch_size)])
         for start in range(0, len(features) - args.batch_size + 1, args.batch_size)
     ]
+    model.to(args.device)
+    batches = [{name: tensor.to(args.device) for name, tensor in batch.items()} for batch in batches]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=8e-5)
     model.train()
+    on_cuda = args.device.startswith("cuda")
 
     def step(batch):
         optimizer.zero_grad()
-        model(**batch).loss.backward()
+        with torch.autocast(device_type=args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(**batch).loss
+        loss.backward()
         optimizer.step()
 
     for batch in batches[:2]:
@@ -109,13 +141,20 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     for index in range(args.steps):
         step(batches[index % len(batches)])
+    if on_cuda:
+        torch.cuda.synchronize()
     total = time.perf_counter() - start
     for handle in handles:
         handle.remove()
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        for index in range(min(args.steps, 4)):
+    profiled_steps = min(args.steps, 4)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
+    with profile(activities=activities) as profiler:
+        for index in range(profiled_steps):
             step(batches[index % len(batches)])
-    operators = sorted(profiler.key_averages(), key=lambda event: event.self_cpu_time_total, reverse=True)
+        if on_cuda:
+            torch.cuda.synchronize()
+    events = profiler.key_averages()
+    operators = sorted(events, key=lambda event: event.self_cpu_time_total, reverse=True)
     profiled_total = sum(event.self_cpu_time_total for event in operators)
 
     forward = {part: round(value / args.steps * 1000, 1) for part, value in sorted(seconds.items())}
@@ -132,6 +171,8 @@ def main(argv=None) -> dict:
             event.key: round(event.self_cpu_time_total / profiled_total, 3) for event in operators[:15]
         },
     }
+    if on_cuda:
+        results.update(cuda_profile(events, profiled_steps, args))
     report_results(results, args.output)
     return results
 

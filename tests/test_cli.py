@@ -115,6 +115,17 @@ def test_regression_values_match_the_model_across_batches(regressor_dir, molecul
     assert np.isnan(values[[1, 3, 5]]).all()
 
 
+def test_bfloat16_predictions_stay_close_to_float32(regressor_dir, molecules_csv, tmp_path):
+    output = tmp_path / "predictions.csv"
+    args = ["predict", "--model", str(regressor_dir), "--input", str(molecules_csv), "--output", str(output)]
+    assert main([*args, "--dtype", "bfloat16"]) == 0
+    values = pd.read_csv(output)["logS"].to_numpy()
+    expected = direct_logits(regressor_dir, VALID_SMILES).logits[:, 0].numpy()
+    # bf16 keeps 8 bits of mantissa: predictions agree to a few parts in a hundred, not bit for bit.
+    np.testing.assert_allclose(values[VALID_ROWS], expected, rtol=0.05, atol=0.05)
+    assert not np.array_equal(values[VALID_ROWS], expected)
+
+
 def test_text_column_and_clashing_column_names(classifier_dir, tmp_path):
     """An empty text invalidates only its row; input columns named like a task or `error` are kept."""
     path, output = tmp_path / "texts.csv", tmp_path / "predictions.csv"

@@ -171,6 +171,18 @@ def test_text_embeds_and_input_ids_paths_agree(processor):
         model(**batch, text_embeds=text_embeds)
 
 
+def test_attention_never_uses_cudnn_kernels(processor):
+    # cuDNN attention plans per input shape (slow with molecule batches); the flag is what torch dispatches on.
+    model = make_model().eval()
+    seen = []
+    for module in (model.protomol.text_model, model.protomol.layers[0].cross_modal):
+        module.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cuda.cudnn_sdp_enabled()))
+    batch = processor(smiles=SMILES[:2], return_tensors="pt")
+    model(**batch)
+    model.protomol.encode_text(batch["input_ids"], batch["attention_mask"])
+    assert seen == [False, False, False] and torch.backends.cuda.cudnn_sdp_enabled()
+
+
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(processor):
     batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
     model = make_model(text_model_mode="full").train()

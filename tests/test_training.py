@@ -243,6 +243,11 @@ LAUNCHERS = {
     "ddp": ["-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs" / "accelerate_ddp.yaml")],
     "zero3": ["-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs" / "accelerate_zero3.yaml")],
 }
+# ZeRO-3 trains in bf16, as on GPUs: DeepSpeed then runs the model in bf16 without autocast, so any float32
+# tensor left in the model (a buffer) breaks a matrix product. (ACCELERATE_USE_CPU would turn DeepSpeed's
+# bf16 mode into CPU autocast, hence --use_cpu alone.)
+LAUNCH_TRAIN_ARGUMENTS = {"ddp": [], "zero3": ["--bf16", "--use_cpu"]}
+LAUNCH_ENVIRONMENTS = {"ddp": {"ACCELERATE_USE_CPU": "true"}, "zero3": {}}
 
 
 @pytest.mark.slow
@@ -261,13 +266,14 @@ def test_two_process_launch_trains_and_saves_a_loadable_model(tmp_path, tiny_tex
         "2",
         "--save_total_limit",
         "1",
+        *LAUNCH_TRAIN_ARGUMENTS[mode],
         launcher=(sys.executable, *LAUNCHERS[mode]),
-        env_extra={"CUDA_VISIBLE_DEVICES": "", "ACCELERATE_USE_CPU": "true"},
+        env_extra={"CUDA_VISIBLE_DEVICES": "", **LAUNCH_ENVIRONMENTS[mode]},
     )
     assert "test_roc_auc" in result.stdout
     from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 
-    model = ProtoMolForMolecularPropertyPrediction.from_pretrained(output_dir).eval()
+    model = ProtoMolForMolecularPropertyPrediction.from_pretrained(output_dir).float().eval()
     processor = ProtoMolProcessor.from_pretrained(output_dir)
     logits = model(**processor(smiles=["CCO", "c1ccccc1N"], return_tensors="pt")).logits
     assert logits.shape == (2, 1) and bool(logits.isfinite().all())

@@ -42,6 +42,7 @@ class UsageError(Exception):
 
 
 # Reported in one line with exit code 2 (FloatingPointError: the training loss became NaN or inf).
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
 USER_ERRORS = (UsageError, FileNotFoundError, ValueError, FloatingPointError)
 
 
@@ -173,6 +174,13 @@ def _add_device_option(parser):
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="Torch device that runs the model; the default is cuda when a GPU is visible, else cpu.",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=MODEL_DTYPES,
+        default="float32",
+        help="Precision of the model's weights and arithmetic; bfloat16 halves memory and is faster on recent "
+        "GPUs, at about three significant digits per prediction.",
+    )
 
 
 def positive_int(text) -> int:
@@ -204,7 +212,7 @@ def train_and_report(
 def run_predict(args: argparse.Namespace) -> None:
     """`protomol predict`: one prediction per task for every CSV row, written next to the input columns."""
     table = _read_table(args.input, args.smiles_column, args.text_column)
-    models, processor = _load_models(args.model, args.device)
+    models, processor = _load_models(args.model, args.device, args.dtype)
     if len(models) == 1:
         predictions, errors = _call_per_row(predict_smiles, models[0], processor, table, args)
         spread = None
@@ -231,7 +239,7 @@ def run_fingerprint(args: argparse.Namespace) -> None:
     if suffix not in FINGERPRINT_SUFFIXES:
         raise UsageError(f"--output must end with .npz or .npy, got {args.output}")
     table = _read_table(args.input, args.smiles_column, args.text_column)
-    model, processor = _load_single_model(args.model, args.device)
+    model, processor = _load_single_model(args.model, args.device, args.dtype)
     embeddings, errors = _call_per_row(embed_smiles, model, processor, table, args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
@@ -266,7 +274,7 @@ def run_explain(args: argparse.Namespace) -> None:
     """`protomol explain`: a JSON and a PNG per molecule, and explanations.json listing them."""
     if args.text is not None and len(args.text) != len(args.smiles):
         raise UsageError(f"got {len(args.text)} --text values for {len(args.smiles)} --smiles")
-    model, processor = _load_single_model(args.model, args.device)
+    model, processor = _load_single_model(args.model, args.device, args.dtype)
     require_cross_attention(model.config)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -293,30 +301,30 @@ def run_explain(args: argparse.Namespace) -> None:
     print(_summary("explained", [entry["error"] for entry in index], f"see {output_dir / 'explanations.json'}"))
 
 
-def _load_single_model(model_dir, device):
+def _load_single_model(model_dir, device, dtype):
     """The one model and processor in `model_dir`; an ensemble folder is refused (name one member)."""
     if (Path(model_dir) / ENSEMBLE_FILE).is_file():
         raise UsageError(f"{model_dir} holds an ensemble: give one of its members, e.g. {Path(model_dir) / 'member_0'}")
-    models, processor = _load_models(model_dir, device)
+    models, processor = _load_models(model_dir, device, dtype)
     return models[0], processor
 
 
-def _load_models(model_dir, device):
-    """The models (in eval mode, on `device`) saved in `model_dir`, all members of an ensemble folder, and the
+def _load_models(model_dir, device, dtype):
+    """The models (in eval mode, on `device`, in `dtype`) saved in `model_dir`, all members of an ensemble folder, and the
     processor (an ensemble's members share their processor settings; the first member's is used)."""
     folder = Path(model_dir)
     if not folder.is_dir():
         raise UsageError(f"model folder not found: {model_dir}")
     if (folder / ENSEMBLE_FILE).is_file():
         member_dirs = [folder / name for name in json.loads((folder / ENSEMBLE_FILE).read_text())["members"]]
-        loaded = [_load_model(member, device) for member in member_dirs]
+        loaded = [_load_model(member, device, dtype) for member in member_dirs]
         return [model for model, _ in loaded], loaded[0][1]
-    model, processor = _load_model(folder, device)
+    model, processor = _load_model(folder, device, dtype)
     return [model], processor
 
 
-def _load_model(folder: Path, device):
-    """The model (in eval mode, on `device`) and processor saved in `folder`."""
+def _load_model(folder: Path, device, dtype):
+    """The model (in eval mode, on `device`, in `dtype`) and processor saved in `folder`."""
     if not folder.is_dir():
         raise UsageError(f"model folder not found: {folder}")
     for required in ("config.json", "processor_config.json"):
@@ -324,7 +332,8 @@ def _load_model(folder: Path, device):
             raise UsageError(
                 f"{folder} has no {required}: not a saved ProtoMol model (give the --output_dir of `protomol train`)"
             )
-    model = AutoModel.from_pretrained(str(folder), trust_remote_code=True).to(device).eval()
+    model = AutoModel.from_pretrained(str(folder), trust_remote_code=True)
+    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     processor = AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)
     return model, processor
 

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from rdkit import Chem
-from rdkit.Chem.Draw import rdMolDraw2D
 
 from .featurization_protomol import ProtoMolFeaturizationError
 
@@ -120,6 +119,10 @@ def draw_atom_importance(
     scaled = (importance - importance.min()) / spread if spread > 0 else np.zeros_like(importance)
     colours = {i: tuple(WHITE_RGB + (MOST_IMPORTANT_RGB - WHITE_RGB) * value) for i, value in enumerate(scaled)}
     radii = {i: 0.25 + 0.2 * value for i, value in enumerate(scaled)}
+    # Imported here: RDKit's drawing needs X11 client libraries (libXrender) that headless GPU servers often
+    # lack, and predicting must not depend on them.
+    from rdkit.Chem.Draw import rdMolDraw2D
+
     drawer = rdMolDraw2D.MolDraw2DCairo(*size)
     options = drawer.drawOptions()
     options.addAtomIndices = True  # type: ignore[assignment]  # RDKit's stub types this option wrongly

@@ -28,8 +28,10 @@ def _fingerprint_text_model(text_model, tokenizer, max_length, dtype, texts):
     digest = hashlib.sha256()
     digest.update(json.dumps(text_model.config.to_dict(), sort_keys=True, default=str).encode())
     for name, tensor in sorted(text_model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        digest.update(f"{name}|{tensor.dtype}".encode())
+        # The stored bytes as they are: no float32 copy of a multi-GB model, and a bf16 model (whose token
+        # states differ from the float32 model's) gets its own cache.
+        digest.update(tensor.detach().reshape(-1).view(torch.uint8).cpu().numpy())
     digest.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
     digest.update(f"{type(tokenizer).__name__}|{max_length}|{dtype}".encode())
     for text in texts:

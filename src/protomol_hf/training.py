@@ -344,6 +344,21 @@ def _repair_cpu_deepspeed_state():
         state.local_process_index = int(os.environ.get("LOCAL_RANK", state.process_index))
 
 
+def _cast_for_deepspeed_half_precision(
+    model: ProtoMolForMolecularPropertyPrediction, training_args: ProtoMolTrainingArguments
+) -> None:
+    """DeepSpeed's bf16 and fp16 modes run the model in that dtype without autocast, and ZeRO-3 converts only
+    the parameters: float buffers (BatchNorm statistics, the `eps` of PyG's GINEConv) would stay float32 and
+    promote activations back to float32 inside a layer ("mat1 and mat2 must have the same dtype"). Casting
+    the whole model first gives every float tensor the dtype DeepSpeed trains in."""
+    if training_args.deepspeed_plugin is None:
+        return
+    if training_args.bf16:
+        model.bfloat16()
+    elif training_args.fp16:
+        model.half()
+
+
 def _best_epoch(state, metric_name):
     for entry in state.log_history:
         if entry.get(f"eval_{metric_name}") == state.best_metric:
@@ -410,6 +425,7 @@ def run_training(
             model.set_target_statistics(table.labels[split["train"]])
         with training_args.main_process_first(desc="featurization and text cache"):
             dataset, collator = prepare_dataset(table, processor, model, data_args)
+    _cast_for_deepspeed_half_precision(model, training_args)
     parts = {name: dataset.select(indices) for name, indices in split.items()}
 
     callbacks = []
