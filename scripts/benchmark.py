@@ -325,6 +325,8 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path) -> dict:
         "value": results["test"][metric],
         "valid_value": results["valid"][metric],
         "best_epoch": results["best_epoch"],
+        "epochs_run": results.get("epochs_run"),
+        "train_wall_s": results.get("train_wall_s"),
         "wall_s": round(wall_s, 1),
         "peak_rss_mb": results["peak_memory_mb"],
         "git_commit": git_commit(),
@@ -462,12 +464,15 @@ def configs_overview(records: list[dict]) -> list[str]:
     return lines
 
 
-def speed_section(results_dir: Path) -> list[str]:
-    """Featurization and prediction throughput and the training-step profile, from the speed scripts' JSON files."""
+def speed_section(results_dir: Path, heading: str = "Speed") -> list[str]:
+    """Featurization, text-feature caching and prediction throughput and the training-step profile, from the
+    speed scripts' JSON files in `results_dir` (the CPU figures; a subfolder per GPU holds its own)."""
     featurization_file, inference_file = results_dir / "featurization.json", results_dir / "inference.json"
-    if not (featurization_file.is_file() or inference_file.is_file() or any(results_dir.glob("profile_training*"))):
+    profile_files = sorted(results_dir.glob("profile_training*.json"))
+    text_cache_files = sorted(results_dir.glob("text_cache*.json"))
+    if not (featurization_file.is_file() or inference_file.is_file() or profile_files or text_cache_files):
         return []
-    lines = ["", "## Speed", ""]
+    lines = ["", f"## {heading}", ""]
     if featurization_file.is_file():
         f = json.loads(featurization_file.read_text())
         lines += [
@@ -479,41 +484,86 @@ def speed_section(results_dir: Path) -> list[str]:
             f"**{f['speedup_per_core_vs_from_smiles']:.2f}x** per core.",
             "",
         ]
+    if text_cache_files:
+        lines += text_cache_table([json.loads(path.read_text()) for path in text_cache_files])
     if inference_file.is_file():
-        i = json.loads(inference_file.read_text())
-        rates, stages = i["molecules_per_s"], i["stages"]
-        lines += [
-            f"Prediction from SMILES (`python scripts/bench_inference.py`, the first {i['num_molecules']:,} rows of "
-            f"{i['dataset']}, batch size {i['batch_size']}, {i['machine']['cpu_count']} CPUs, model: {i['model']}):",
-            "",
-            "| stage | molecules/s |",
-            "|---|---|",
-            f"| `protomol predict` CSV to CSV (start-up and loading included; peak RSS "
-            f"{i['cli']['peak_rss_mb']:,.0f} MB) | {rates['protomol_predict_cli']} |",
-            f"| `predict_smiles` in process | {rates['predict_smiles_in_process']} |",
-            f"| featurization only (graph, template description, tokens) | {rates['featurization']} |",
-            f"| model only (text model + ProtoMol) | {rates['model_forward']} |",
-            f"| bare text model on the same batches (the floor) | {rates['bare_text_model']} |",
-            f"| bare text model, batches in input order | {rates['bare_text_model_input_order']} |",
-            "",
-            f"Prediction runs at **{i['predict_vs_bare_text_model']:.0%}** of the bare text model's throughput. "
-            f"Batches group descriptions of similar length: {stages['padded_tokens_per_molecule']} padded tokens "
-            f"per molecule for {stages['mean_tokens_per_molecule']} real ones, against "
-            f"{stages['padded_tokens_per_molecule_input_order']} in input order.",
-        ]
-    for profile_file in sorted(results_dir.glob("profile_training*.json")):
-        profile = json.loads(profile_file.read_text())
-        parts = ", ".join(f"{part} {ms} ms" for part, ms in profile["forward_ms_per_step"].items() if ms >= 1)
-        top = ", ".join(f"{op} {share:.0%}" for op, share in list(profile["top_operators_self_cpu_share"].items())[:4])
-        changes = json.dumps(profile["config_changes"]) if profile["config_changes"] else "the default model"
-        lines += [
-            "",
-            f"Training step profile of {changes} (`python scripts/profile_training.py`, {profile['dataset']}, batch "
-            f"{profile['batch_size']}, cached text states): {profile['ms_per_step']} ms per step; forward {parts}; "
-            f"backward, optimizer and the rest {profile['rest_of_step_ms (backward, optimizer, glue)']} ms. "
-            f"Operators by self CPU time: {top}.",
-        ]
+        lines += inference_lines(json.loads(inference_file.read_text()))
+    for profile_file in profile_files:
+        lines += profile_lines(json.loads(profile_file.read_text()))
     return lines
+
+
+def run_settings(results: dict) -> str:
+    """Where a speed script ran: the CPU count, and the GPU and precision when it used one."""
+    machine = results["machine"]
+    if not machine.get("cuda_device"):
+        return f"{machine['cpu_count']} CPUs"
+    return f"{machine['cuda_device']}, {results['dtype']}, {machine['cpu_count']} CPUs"
+
+
+def text_cache_table(results: list[dict]) -> list[str]:
+    """One row per `scripts/bench_text_cache.py` run."""
+    lines = [
+        "Text-feature caching (`python scripts/bench_text_cache.py`: template descriptions, frozen text model, "
+        "states written to a memory-mapped float16 file), against the bare text model on the same batches:",
+        "",
+        "| text model | parameters | texts | where | cache build texts/s | bare text model texts/s | cache size |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(results, key=lambda r: r["text_model_parameters_m"]):
+        lines.append(
+            f"| {r['text_model']} | {r['text_model_parameters_m']:,}M | {r['distinct_texts']:,} ({r['dataset']}) | "
+            f"{run_settings(r)} | {r['texts_per_s']['cache_build']:,} | {r['texts_per_s']['bare_text_model']:,} | "
+            f"{r['cache_size_mb']:,} MB |"
+        )
+    return [*lines, ""]
+
+
+def inference_lines(i: dict) -> list[str]:
+    """The `scripts/bench_inference.py` table and its summary."""
+    rates, stages = i["molecules_per_s"], i["stages"]
+    return [
+        f"Prediction from SMILES (`python scripts/bench_inference.py`, the first {i['num_molecules']:,} rows of "
+        f"{i['dataset']}, batch size {i['batch_size']}, {run_settings(i)}, model: {i['model']}):",
+        "",
+        "| stage | molecules/s |",
+        "|---|---|",
+        f"| `protomol predict` CSV to CSV (start-up and loading included; peak RSS "
+        f"{i['cli']['peak_rss_mb']:,.0f} MB) | {rates['protomol_predict_cli']} |",
+        f"| `predict_smiles` in process | {rates['predict_smiles_in_process']} |",
+        f"| featurization only (graph, template description, tokens) | {rates['featurization']} |",
+        f"| model only (text model + ProtoMol) | {rates['model_forward']} |",
+        f"| bare text model on the same batches (the floor) | {rates['bare_text_model']} |",
+        f"| bare text model, batches in input order | {rates['bare_text_model_input_order']} |",
+        "",
+        f"Prediction runs at **{i['predict_vs_bare_text_model']:.0%}** of the bare text model's throughput. "
+        f"Batches group descriptions of similar length: {stages['padded_tokens_per_molecule']} padded tokens "
+        f"per molecule for {stages['mean_tokens_per_molecule']} real ones, against "
+        f"{stages['padded_tokens_per_molecule_input_order']} in input order.",
+    ]
+
+
+def profile_lines(profile: dict) -> list[str]:
+    """One paragraph per `scripts/profile_training.py` run."""
+    parts = ", ".join(f"{part} {ms} ms" for part, ms in profile["forward_ms_per_step"].items() if ms >= 1)
+    top = ", ".join(f"{op} {share:.0%}" for op, share in list(profile["top_operators_self_cpu_share"].items())[:4])
+    changes = json.dumps(profile["config_changes"]) if profile["config_changes"] else "the default model"
+    where = "cached text states"
+    gpu = ""
+    if "gpu_busy_ms_per_step" in profile:
+        where += f", {profile['device']}" + (", bf16 autocast" if profile["bf16_autocast"] else ", float32")
+        gpu = (
+            f" The GPU is busy {profile['gpu_busy_ms_per_step']} ms per step; the host issues "
+            f"{profile['operators_per_step']:,} operators and waits on {profile['host_syncs_per_step']} "
+            "synchronizations per step (forward times are the host's)."
+        )
+    return [
+        "",
+        f"Training step profile of {changes} (`python scripts/profile_training.py`, {profile['dataset']}, batch "
+        f"{profile['batch_size']}, {where}): {profile['ms_per_step']} ms per step; forward {parts}; "
+        f"backward, optimizer and the rest {profile['rest_of_step_ms (backward, optimizer, glue)']} ms. "
+        f"Operators by self CPU time: {top}.{gpu}",
+    ]
 
 
 def render_markdown(records: list[dict], results_dir: Path) -> str:
@@ -542,6 +592,10 @@ def render_markdown(records: list[dict], results_dir: Path) -> str:
         *configs_overview(records),
     ]
     lines += speed_section(results_dir)
+    for gpu_dir in sorted(path for path in results_dir.iterdir() if path.is_dir()) if results_dir.is_dir() else []:
+        lines += speed_section(gpu_dir, heading=f"Speed on {gpu_dir.name.upper()}")
+        if (gpu_dir / "README.md").is_file():
+            lines += ["", (gpu_dir / "README.md").read_text().strip()]
     if not records:
         lines += ["", "No runs recorded yet."]
     by_config = defaultdict(list)

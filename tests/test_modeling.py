@@ -90,7 +90,7 @@ def test_batch_of_one_one_atom_molecule_and_truncated_text(tokenizer):
 
 
 def test_missing_labels_contribute_nothing(processor):
-    model = make_model(num_tasks=3, graph_dropout=0.0, attention_dropout=0.0).eval()
+    model = make_model(num_tasks=3, graph_dropout=0.0, attention_dropout=0.0, attention_probs_dropout=0.0).eval()
     batch = processor(smiles=SMILES[:3], return_tensors="pt")
     text_embeds = torch.randn(3, batch["input_ids"].shape[1], model.config.text_config.hidden_size, requires_grad=True)
     labels = torch.tensor([[1.0, NAN, 0.0], [NAN, NAN, NAN], [0.0, 1.0, NAN]])
@@ -169,6 +169,12 @@ def test_text_embeds_and_input_ids_paths_agree(processor):
     assert torch.allclose(from_ids, model(**precomputed, text_embeds=text_embeds).logits, atol=1e-6)
     with pytest.raises(ValueError, match="exactly one"):
         model(**batch, text_embeds=text_embeds)
+
+
+def test_attention_probabilities_have_their_own_dropout():
+    layer = make_model(attention_dropout=0.3, attention_probs_dropout=0.0).protomol.layers[0]
+    assert layer.refiner_layer.self_attn.dropout == 0.0 and layer.cross_modal.atoms_to_tokens.dropout == 0.0
+    assert layer.refiner_layer.dropout1.p == layer.refiner_layer.dropout.p == 0.3
 
 
 def test_attention_never_uses_cudnn_kernels(processor):

@@ -135,7 +135,7 @@ class ProtoMolCrossModalLayer(nn.Module):
 
     def __init__(self, config: ProtoMolConfig):
         super().__init__()
-        hidden, heads, dropout = config.hidden_size, config.num_attention_heads, config.attention_dropout
+        hidden, heads, dropout = config.hidden_size, config.num_attention_heads, config.attention_probs_dropout
         self.atom_norm = nn.LayerNorm(hidden)
         self.token_norm = nn.LayerNorm(hidden)
         self.atoms_to_tokens = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
@@ -176,6 +176,8 @@ class ProtoMolFusionLayer(GradientCheckpointingLayer):
             batch_first=True,
             norm_first=True,
         )
+        # The layer uses one rate for everything; the attention probabilities get their own.
+        self.refiner_layer.self_attn.dropout = config.attention_probs_dropout
         self.cross_modal = ProtoMolCrossModalLayer(config) if with_cross_attention else None
 
     def forward(

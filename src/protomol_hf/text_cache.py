@@ -76,9 +76,11 @@ class TextFeatureCache:
         batch_size: int = 64,
         dtype: str = "float16",
         show_progress: bool = True,
+        device: str | torch.device | None = None,
     ) -> "TextFeatureCache":
-        """Cache the token states that `protomol_model.encode_text` gives for the distinct `texts`.
-        Reuses an existing cache with the same fingerprint."""
+        """Cache the token states that `protomol_model.encode_text` gives for the distinct `texts`, running the
+        text model on `device` (default: where it is; it is moved back afterwards). Reuses an existing cache
+        with the same fingerprint."""
         distinct = sorted(set(texts))
         text_model = protomol_model.text_model
         key = _fingerprint_text_model(text_model, tokenizer, max_length, dtype, distinct)
@@ -100,7 +102,9 @@ class TextFeatureCache:
         order = np.argsort(lengths, kind="stable")
         was_training = protomol_model.training
         protomol_model.eval()
-        device = next(text_model.parameters()).device
+        home_device = next(text_model.parameters()).device
+        device = torch.device(device) if device is not None else home_device
+        text_model.to(device)
         progress = tqdm(total=len(distinct), desc="Caching text features", unit="text", disable=not show_progress)
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
@@ -114,6 +118,7 @@ class TextFeatureCache:
                     states[offsets[row] : offsets[row + 1]] = hidden[i, : lengths[row]]
                 progress.update(len(rows))
         progress.close()
+        text_model.to(home_device)
         protomol_model.train(was_training)
         states.flush()
         del states

@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""ProtoMol's speed against its floor and its peers, in one run on one machine, as ratios.
+
+Runs, one after another (each in its own process, so timings and peak memory do not mix):
+  1. featurization: `benchmark_featurization.py` (HIV SMILES; ours vs torch_geometric's from_smiles);
+  2. text-feature caching: `bench_text_cache.py` per dataset (cache build vs the bare text model);
+  3. prediction from SMILES: `bench_inference.py` (10,000 HIV molecules; vs the bare text model);
+  4. training: the benchmark harness, default config, per --train_datasets on random_0
+     (seconds per epoch, time to the best validation epoch, peak RSS);
+  5. chemprop v2 defaults on the same splits (`bench_chemprop.py`, its own virtual environment), when
+     its executable exists, and `chemprop predict` with the first model on the molecules of step 3 that
+     RDKit parses (chemprop stops at an unparsable SMILES);
+then writes every script's JSON into --output_dir and the ratios into OUTPUT_DIR/speed.json, and prints them.
+
+Time to the best validation epoch is seconds per epoch (training wall time over epochs run) times the best
+epoch, for both systems. A full run on 2 CPU cores takes about 40 minutes with BACE alone.
+
+    python scripts/bench_speed.py --train_datasets bace
+    python scripts/bench_speed.py --quick --output_dir /tmp/speed   # seconds-long smoke run of every step
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from bench_chemprop import predict as chemprop_predict
+from benchmark import describe_hardware, git_commit, read_jsonl, report_results
+from rdkit import Chem, RDLogger
+
+from protomol_hf.data import bundled_dataset_path
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--cache_datasets", nargs="+", default=["bace", "hiv"], help="Sets whose descriptions are cached (step 2)."
+    )
+    parser.add_argument(
+        "--train_datasets", nargs="*", default=["bace"], help="Sets trained on random_0 (steps 4 and 5; none: skip)."
+    )
+    parser.add_argument(
+        "--chemprop",
+        default=".venv-chemprop/bin/chemprop",
+        help="chemprop executable (`make chemprop-venv`); chemprop is skipped, and said so, when it is missing.",
+    )
+    parser.add_argument("--output_dir", type=Path, default=Path("benchmarks/results/speed"), help="Results folder.")
+    parser.add_argument(
+        "--quick", action="store_true", help="Tiny sizes (200 molecules, 2 training epochs): checks the pipeline only."
+    )
+    return parser.parse_args(argv)
+
+
+def run_step(name: str, command: list[str]) -> None:
+    """Run one benchmark script; stop with its output tail when it fails."""
+    print(f"== {name}: {' '.join(command)}", flush=True)
+    result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{name} failed (exit code {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+def training_speed(record: dict) -> dict:
+    """Seconds per epoch, time to the best validation epoch and test metric of a ProtoMol or chemprop record."""
+    if record["system"] == "chemprop":
+        seconds_per_epoch = record["seconds_per_epoch"]
+    else:
+        seconds_per_epoch = record["train_wall_s"] / record["epochs_run"]
+    return {
+        "seconds_per_epoch": round(seconds_per_epoch, 2),
+        "best_epoch": record["best_epoch"],
+        "time_to_best_validation_s": round(seconds_per_epoch * record["best_epoch"], 1),
+        "wall_s": record["wall_s"],
+        "peak_rss_mb": record["peak_rss_mb"],
+        "test_" + record["metric"]: round(record["value"], 4),
+    }
+
+
+def chemprop_inference(chemprop: str, model: Path, num_molecules: int, folder: Path) -> dict:
+    """`chemprop predict` (start-up included) on the parsable ones of the first HIV rows that step 3 predicts."""
+    RDLogger.DisableLog("rdApp.*")
+    smiles = pd.read_csv(bundled_dataset_path("hiv"), usecols=["smiles"], dtype=str, keep_default_na=False)
+    parsable = [text for text in smiles["smiles"].tolist()[:num_molecules] if Chem.MolFromSmiles(text) is not None]
+    _, seconds = chemprop_predict(chemprop, model, parsable, folder, "hiv")
+    return {
+        "molecules": len(parsable),
+        "seconds": round(seconds, 2),
+        "molecules_per_s": round(len(parsable) / seconds, 1),
+    }
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out = args.output_dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    size = ["--num_molecules", "200"] if args.quick else []
+    run_step(
+        "featurization",
+        [str(SCRIPTS / "benchmark_featurization.py"), "--output", str(out / "featurization.json")]
+        + (["--limit", "200"] if args.quick else []),
+    )
+    for dataset in args.cache_datasets:
+        output = out / f"text_cache_{dataset}.json"
+        run_step(f"text cache {dataset}", [str(SCRIPTS / "bench_text_cache.py"), "--dataset_name", dataset, *size,
+                                           "--output", str(output)])  # fmt: skip
+    run_step("inference", [str(SCRIPTS / "bench_inference.py"), *size, "--output", str(out / "inference.json")])
+    chemprop_found = Path(args.chemprop).is_file()
+    for dataset in args.train_datasets:
+        train_args = ["--", "--num_train_epochs", "2"] if args.quick else []
+        run_step(f"ProtoMol training {dataset}", [str(SCRIPTS / "benchmark.py"), "--config", "default", "--datasets",
+                 dataset, "--splits", "random_0", "--results_dir", str(out), "--output_root", str(out / "runs"),
+                 "--docs_file", str(out / "benchmarks.md"), *train_args])  # fmt: skip
+        if chemprop_found:
+            run_step(f"chemprop {dataset}", [str(SCRIPTS / "bench_chemprop.py"), "--dataset_name", dataset,
+                     "--split", "random_0", "--chemprop", args.chemprop, "--results", str(out / "chemprop.jsonl"),
+                     "--output_dir", str(out / "runs" / "chemprop"), *(["--epochs", "2"] if args.quick else [])])  # fmt: skip
+
+    inference = json.loads((out / "inference.json").read_text())
+    featurization = json.loads((out / "featurization.json").read_text())
+    summary: dict = {
+        "git_commit": git_commit(),
+        "hardware": describe_hardware(),
+        "quick": args.quick,
+        "featurization_per_core_vs_from_smiles": featurization["speedup_per_core_vs_from_smiles"],
+        "prediction_vs_bare_text_model": inference["predict_vs_bare_text_model"],
+        "text_cache": {
+            dataset: json.loads((out / f"text_cache_{dataset}.json").read_text())["texts_per_s"]
+            for dataset in args.cache_datasets
+        },
+        "training": {},
+        "chemprop": "ran" if chemprop_found else f"skipped: {args.chemprop} not found (make chemprop-venv)",
+    }
+    records = read_jsonl(out / "default.jsonl") + read_jsonl(out / "chemprop.jsonl")
+    for dataset in args.train_datasets:
+        # The newest record of each system on this dataset (the files accumulate over runs).
+        latest = {record["system"]: record for record in records if record["dataset"] == dataset}
+        entry = {system: training_speed(record) for system, record in latest.items()}
+        if "protomol" in entry and "chemprop" in entry:
+            ours, theirs = entry["protomol"], entry["chemprop"]
+            entry["protomol_over_chemprop"] = {
+                "time_to_best_validation": round(ours["time_to_best_validation_s"] / theirs["time_to_best_validation_s"], 2),
+                "seconds_per_epoch": round(ours["seconds_per_epoch"] / theirs["seconds_per_epoch"], 2),
+            }  # fmt: skip
+        summary["training"][dataset] = entry
+    ours = inference["molecules_per_s"]["protomol_predict_cli"]
+    summary["inference"] = {"protomol_predict_molecules_per_s": ours}
+    if chemprop_found and args.train_datasets:
+        model = (
+            out / "runs" / "chemprop" / args.train_datasets[0] / "random_0" / "seed_0" / "train" / "model_0" / "best.pt"
+        )
+        theirs = chemprop_inference(args.chemprop, model, inference["num_molecules"], out / "runs" / "chemprop")
+        summary["inference"]["chemprop_predict"] = theirs
+        summary["inference"]["protomol_over_chemprop"] = round(ours / theirs["molecules_per_s"], 3)
+    report_results(summary, out / "speed.json")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
