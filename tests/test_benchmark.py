@@ -19,6 +19,8 @@ RECORD_FIELDS = {
     "value",
     "valid_value",
     "best_epoch",
+    "epochs_run",
+    "train_wall_s",
     "wall_s",
     "peak_rss_mb",
     "git_commit",
@@ -91,6 +93,7 @@ def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
     )
     assert record["metric"] == "roc_auc" and 0 <= record["value"] <= 1 and 0 <= record["valid_value"] <= 1
     assert record["seed"] == 0 and record["max_steps"] == 1 and record["wall_s"] > 0 and record["peak_rss_mb"] > 0
+    assert 0 < record["train_wall_s"] < record["wall_s"] and record["epochs_run"] > 0
     assert record["hardware"]["cpu_count"] == os.cpu_count() and record["hardware"]["torch"]
     assert record["command"].startswith(
         "python scripts/train.py --dataset_name bace --split_file random_0 --output_dir "
