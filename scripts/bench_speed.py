@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--output_dir", type=Path, default=Path("benchmarks/results/speed"), help="Results folder.")
     parser.add_argument(
+        "--runs_dir", type=Path, default=Path("runs/bench_speed"), help="Trained models and chemprop's files."
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="Tiny sizes (200 molecules, 2 training epochs): checks the pipeline only."
     )
     return parser.parse_args(argv)
@@ -95,7 +98,7 @@ def chemprop_inference(chemprop: str, model: Path, num_molecules: int, folder: P
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    out = args.output_dir.resolve()
+    out, runs = args.output_dir.resolve(), args.runs_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     size = ["--num_molecules", "200"] if args.quick else []
     run_step(
@@ -112,12 +115,12 @@ def main(argv=None) -> dict:
     for dataset in args.train_datasets:
         train_args = ["--", "--num_train_epochs", "2"] if args.quick else []
         run_step(f"ProtoMol training {dataset}", [str(SCRIPTS / "benchmark.py"), "--config", "default", "--datasets",
-                 dataset, "--splits", "random_0", "--results_dir", str(out), "--output_root", str(out / "runs"),
-                 "--docs_file", str(out / "benchmarks.md"), *train_args])  # fmt: skip
+                 dataset, "--splits", "random_0", "--results_dir", str(out), "--output_root", str(runs),
+                 "--docs_file", str(runs / "benchmarks.md"), *train_args])  # fmt: skip
         if chemprop_found:
             run_step(f"chemprop {dataset}", [str(SCRIPTS / "bench_chemprop.py"), "--dataset_name", dataset,
                      "--split", "random_0", "--chemprop", args.chemprop, "--results", str(out / "chemprop.jsonl"),
-                     "--output_dir", str(out / "runs" / "chemprop"), *(["--epochs", "2"] if args.quick else [])])  # fmt: skip
+                     "--output_dir", str(runs / "chemprop"), *(["--epochs", "2"] if args.quick else [])])  # fmt: skip
 
     inference = json.loads((out / "inference.json").read_text())
     featurization = json.loads((out / "featurization.json").read_text())
@@ -149,10 +152,8 @@ def main(argv=None) -> dict:
     ours = inference["molecules_per_s"]["protomol_predict_cli"]
     summary["inference"] = {"protomol_predict_molecules_per_s": ours}
     if chemprop_found and args.train_datasets:
-        model = (
-            out / "runs" / "chemprop" / args.train_datasets[0] / "random_0" / "seed_0" / "train" / "model_0" / "best.pt"
-        )
-        theirs = chemprop_inference(args.chemprop, model, inference["num_molecules"], out / "runs" / "chemprop")
+        model = runs / "chemprop" / args.train_datasets[0] / "random_0" / "seed_0" / "train" / "model_0" / "best.pt"
+        theirs = chemprop_inference(args.chemprop, model, inference["num_molecules"], runs / "chemprop")
         summary["inference"]["chemprop_predict"] = theirs
         summary["inference"]["protomol_over_chemprop"] = round(ours / theirs["molecules_per_s"], 3)
     report_results(summary, out / "speed.json")

@@ -493,6 +493,50 @@ def speed_section(results_dir: Path, heading: str = "Speed") -> list[str]:
     return lines
 
 
+def speed_comparison(folder: Path) -> list[str]:
+    """The ratios of one `scripts/bench_speed.py` run, then the figures of its steps."""
+    summary = json.loads((folder / "speed.json").read_text())
+    lines = [
+        "",
+        f"## Speed against chemprop, in one run (`python scripts/bench_speed.py`, {display_path(folder)})",
+        "",
+        f"Machine: {format_hardware(summary['hardware'])}; commit `{summary['git_commit']}`; chemprop: "
+        f"{summary['chemprop']}.",
+        "",
+        "| measure | ProtoMol | chemprop v2 | ProtoMol / chemprop |",
+        "|---|---|---|---|",
+    ]
+    for dataset, entry in summary["training"].items():
+        ours, theirs = entry.get("protomol", {}), entry.get("chemprop", {})
+        ratios = entry.get("protomol_over_chemprop", {})
+        for measure, key, ratio_key in (
+            ("time to best validation (s)", "time_to_best_validation_s", "time_to_best_validation"),
+            ("seconds per epoch", "seconds_per_epoch", "seconds_per_epoch"),
+        ):
+            lines.append(
+                f"| {dataset} random_0: {measure} | {ours.get(key, '–')} | {theirs.get(key, '–')} | "
+                f"{ratios.get(ratio_key, '–')} |"
+            )
+        lines.append(
+            f"| {dataset} random_0: peak RSS (MB), best epoch | {ours.get('peak_rss_mb', '–')}, "
+            f"{ours.get('best_epoch', '–')} | {theirs.get('peak_rss_mb', '–')}, {theirs.get('best_epoch', '–')} | |"
+        )
+    inference = summary["inference"]
+    if "chemprop_predict" in inference:
+        theirs = inference["chemprop_predict"]
+        lines.append(
+            f"| predict from SMILES (molecules/s, start-up included; chemprop on the {theirs['molecules']:,} "
+            f"parsable ones) | {inference['protomol_predict_molecules_per_s']} | {theirs['molecules_per_s']} | "
+            f"{inference['protomol_over_chemprop']} |"
+        )
+    lines += [
+        "",
+        f"Prediction at {summary['prediction_vs_bare_text_model']:.0%} of the bare text model; featurization "
+        f"{summary['featurization_per_core_vs_from_smiles']:.2f}x `from_smiles` per core. The steps' own figures:",
+    ]
+    return lines + speed_section(folder, heading="Speed in that run: the steps of bench_speed.py")
+
+
 def run_settings(results: dict) -> str:
     """Where a speed script ran: the CPU count, and the GPU and precision when it used one."""
     machine = results["machine"]
@@ -592,10 +636,14 @@ def render_markdown(records: list[dict], results_dir: Path) -> str:
         *configs_overview(records),
     ]
     lines += speed_section(results_dir)
-    for gpu_dir in sorted(path for path in results_dir.iterdir() if path.is_dir()) if results_dir.is_dir() else []:
-        lines += speed_section(gpu_dir, heading=f"Speed on {gpu_dir.name.upper()}")
-        if (gpu_dir / "README.md").is_file():
-            lines += ["", (gpu_dir / "README.md").read_text().strip()]
+    # Subfolders: a `scripts/bench_speed.py` run (it writes speed.json), or a GPU's figures.
+    for folder in sorted(path for path in results_dir.iterdir() if path.is_dir()) if results_dir.is_dir() else []:
+        if (folder / "speed.json").is_file():
+            lines += speed_comparison(folder)
+        else:
+            lines += speed_section(folder, heading=f"Speed on {folder.name.upper()}")
+        if (folder / "README.md").is_file():
+            lines += ["", (folder / "README.md").read_text().strip()]
     if not records:
         lines += ["", "No runs recorded yet."]
     by_config = defaultdict(list)

@@ -218,3 +218,35 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     assert "| graph_only | – |" in report and "not yet available" in report
     assert report.index("## Results: default") < report.index("## Results: no_alignment")
     assert benchmark.render_markdown(list(reversed(loaded)), tmp_path) == report
+
+
+def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
+    speed_dir = tmp_path / "speed"
+    speed_dir.mkdir()
+    ours = {"seconds_per_epoch": 30.0, "best_epoch": 4, "time_to_best_validation_s": 120.0, "peak_rss_mb": 1700}
+    theirs = {"seconds_per_epoch": 3.0, "best_epoch": 20, "time_to_best_validation_s": 60.0, "peak_rss_mb": 800}
+    summary = {
+        "git_commit": "abc",
+        "hardware": make_record("default", "bace", "random_0", 0.8)["hardware"],
+        "featurization_per_core_vs_from_smiles": 2.2,
+        "prediction_vs_bare_text_model": 0.71,
+        "training": {
+            "bace": {
+                "protomol": ours,
+                "chemprop": theirs,
+                "protomol_over_chemprop": {"time_to_best_validation": 2.0, "seconds_per_epoch": 10.0},
+            }
+        },
+        "chemprop": "ran",
+        "inference": {
+            "protomol_predict_molecules_per_s": 60.0,
+            "chemprop_predict": {"molecules": 9998, "seconds": 35.0, "molecules_per_s": 285.7},
+            "protomol_over_chemprop": 0.21,
+        },
+    }
+    (speed_dir / "speed.json").write_text(json.dumps(summary))
+
+    report = benchmark.render_markdown([], tmp_path)
+    assert "## Speed against chemprop, in one run" in report and "Speed on SPEED" not in report
+    assert "| bace random_0: time to best validation (s) | 120.0 | 60.0 | 2.0 |" in report
+    assert "| 60.0 | 285.7 | 0.21 |" in report

@@ -189,6 +189,17 @@ def test_attention_never_uses_cudnn_kernels(processor):
     assert seen == [False, False, False] and torch.backends.cuda.cudnn_sdp_enabled()
 
 
+def test_refiner_skips_the_unfused_inference_fast_path(processor):
+    model = make_model().eval()
+    seen = []
+    model.protomol.layers[0].refiner_layer.register_forward_pre_hook(
+        lambda *_: seen.append(torch.backends.mha.get_fastpath_enabled())
+    )
+    with torch.no_grad():
+        model(**processor(smiles=SMILES[:2], return_tensors="pt"))
+    assert seen == [False] and torch.backends.mha.get_fastpath_enabled()
+
+
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(processor):
     batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
     model = make_model(text_model_mode="full").train()
