@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from benchmark import report_results  # scripts/benchmark.py, next to this script
+from benchmark import elapsed_since, report_results  # scripts/benchmark.py, next to this script
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
-from protomol_hf.cli import MODEL_DTYPES
+from protomol_hf.cli import add_device_options
 from protomol_hf.data import bundled_dataset_path
 from protomol_hf.prediction import featurize_rows, length_sorted_batches, predict_smiles
 from protomol_hf.training import resolve_text_model
@@ -43,14 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset_name", default="hiv", help="Bundled set whose SMILES are predicted.")
     parser.add_argument("--num_molecules", type=int, default=10_000, help="SMILES taken from the start of the set.")
     parser.add_argument("--batch_size", type=int, default=64, help="Molecules per model call (predict's default).")
-    parser.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="Torch device of the model (default: cuda when a GPU is visible, else cpu).",
-    )
-    parser.add_argument(
-        "--dtype", choices=MODEL_DTYPES, default="float32", help="Model precision (default: %(default)s)."
-    )
+    add_device_options(parser)
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results.")
     return parser.parse_args(argv)
 
@@ -75,13 +68,6 @@ def run_cli_predict(model_dir: str, csv: Path, batch_size: int, device: str, dty
         raise RuntimeError(f"protomol predict failed:\n{result.stderr[-3000:]}")
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": round(seconds, 2), "summary": result.stdout.strip().splitlines()[-1], "peak_rss_mb": peak_rss_mb}
-
-
-def elapsed_since(start: float, device: str) -> float:
-    """Seconds since `start`, after the device's queued work has finished (CUDA runs asynchronously)."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 @torch.no_grad()

@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 import torch
-from benchmark import report_results  # scripts/benchmark.py, next to this script
+from benchmark import elapsed_since, report_results  # scripts/benchmark.py, next to this script
 from transformers import AutoTokenizer, Qwen2Config
 
 from protomol_hf import ProtoMolConfig, ProtoMolForMolecularPropertyPrediction
-from protomol_hf.cli import MODEL_DTYPES
+from protomol_hf.cli import add_device_options
 from protomol_hf.data import load_table
 from protomol_hf.processing_protomol import molecule_texts
 from protomol_hf.text_cache import TextFeatureCache
@@ -56,12 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="Tokenizer folder for --text_size (the Qwen tokenizer).")
     parser.add_argument("--batch_size", type=int, default=64, help="Texts per text-model call (the cache's default).")
     parser.add_argument("--max_text_length", type=int, default=256, help="Tokens kept per description.")
-    parser.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="Torch device of the text model (default: cuda when a GPU is visible, else cpu).",
-    )
-    parser.add_argument("--dtype", choices=MODEL_DTYPES, default="float32", help="Text model precision.")
+    add_device_options(parser)
     parser.add_argument("--save_text_model", type=Path, default=None, help="Folder to save the text model in.")
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results.")
     args = parser.parse_args(argv)
@@ -93,13 +88,6 @@ def build_model(args: argparse.Namespace) -> tuple[ProtoMolForMolecularPropertyP
         finally:
             torch.set_default_dtype(default_dtype)
     return model.eval(), tokenizer
-
-
-def elapsed_since(start: float, device: str) -> float:
-    """Seconds since `start`, after the device's queued work has finished (CUDA runs asynchronously)."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 @torch.no_grad()

@@ -243,6 +243,16 @@ def display_path(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def elapsed_since(start: float, device: str) -> float:
+    """Seconds since `start` (a `time.perf_counter()`), after the device's queued work has finished: CUDA runs
+    asynchronously, so an unsynchronized clock would time only the launches."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def report_results(results: dict, output: Path | None) -> None:
     """Print a speed script's results as JSON and, given a path, write them there for the report."""
     print(json.dumps(results, indent=2))

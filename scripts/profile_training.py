@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from benchmark import report_results  # scripts/benchmark.py, next to this script
+from benchmark import elapsed_since, report_results  # scripts/benchmark.py, next to this script
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoTokenizer, set_seed
 
@@ -141,9 +141,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     for index in range(args.steps):
         step(batches[index % len(batches)])
-    if on_cuda:
-        torch.cuda.synchronize()
-    total = time.perf_counter() - start
+    total = elapsed_since(start, args.device)
     for handle in handles:
         handle.remove()
     profiled_steps = min(args.steps, 4)

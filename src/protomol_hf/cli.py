@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="What to do with a SMILES that cannot be used: skip it (explanations.json gives the reason) or stop "
         "with exit code 2, naming its 0-based position among --smiles.",
     )
-    _add_device_option(explain)
+    add_device_options(explain)
     explain.set_defaults(run=run_explain)
     return parser
 
@@ -165,10 +165,11 @@ def _add_input_options(parser, output_help):
         "it, each molecule gets the kind of description the model was trained with.",
     )
     parser.add_argument("--batch_size", type=positive_int, default=64, help="Molecules per model call.")
-    _add_device_option(parser)
+    add_device_options(parser)
 
 
-def _add_device_option(parser):
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """--device and --dtype, as the commands that run a model take them (the speed scripts too)."""
     parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
