@@ -30,7 +30,7 @@ _READOUT_FUNCTIONS = {"mean": global_mean_pool, "sum": global_add_pool, "max": g
 # Every attention kernel but cuDNN's. For masked bf16 attention on Hopper GPUs torch tries cuDNN first, which
 # builds an execution plan for each new (batch, length) shape; molecule batches rarely repeat a shape, and on
 # an H200 a bf16 training step took 314 ms instead of 61 ms in float32 (scripts/profile_training.py).
-_ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @contextmanager
@@ -347,13 +347,13 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
                     module._is_hf_initialized = True
                     module.requires_grad_(True)
 
-    @sdpa_kernel(_ATTENTION_BACKENDS)
+    @sdpa_kernel(ATTENTION_BACKENDS)
     def encode_text(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token states `[batch, seq_len, text_hidden]` of the language model."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.text_model_mode != "frozen"):
             return self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    @sdpa_kernel(_ATTENTION_BACKENDS)
+    @sdpa_kernel(ATTENTION_BACKENDS)
     def forward(
         self,
         atom_features: torch.LongTensor,
