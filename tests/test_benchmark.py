@@ -142,7 +142,15 @@ def test_invalid_configs_are_rejected(benchmark, tmp_path, config, message):
 
 def test_shipped_configs_are_valid_for_every_dataset_and_split(benchmark, tmp_path):
     names = sorted(path.stem for path in benchmark.CONFIG_DIR.glob("*.json"))
-    assert {"default", "no_cross_attention", "last_layer_fusion", "no_alignment", "no_contrastive"} <= set(names)
+    assert {
+        "default",
+        "no_cross_attention",
+        "last_layer_fusion",
+        "no_alignment",
+        "no_contrastive",
+        "graph_only",
+        "text_only",
+    } <= set(names)
     assert {"prototypes_1", "prototypes_3", "prototypes_7", "text_smiles", "regression_4_bins"} <= set(names)
     datasets = ["bace", "bbbp", "clintox", "tox21", "toxcast", "sider", "hiv", "muv", "esol", "freesolv", "lipo", "qm7"]
     for name in names:

@@ -125,6 +125,27 @@ def test_cross_attention_switch_changes_the_architecture(processor):
     assert counts == {"every_layer": 3, "last_layer": 1, "none": 0}
 
 
+@pytest.mark.parametrize("branch", ["graph", "text"])
+def test_single_branch_ablation_ignores_the_other_modality(processor, branch):
+    model = make_model(branches=branch, cross_attention="none").eval()
+    layer = model.protomol.layers[0]
+    assert (layer.graph_layer is None, layer.refiner_layer is None) == (branch == "text", branch == "graph")
+    batch = processor(smiles=SMILES[:3], labels=[1, 0, 1], return_tensors="pt")
+    out = model(**batch)
+    assert out.alignment_loss == 0 and torch.isfinite(out.loss)
+    # Changing the unused modality's input leaves every output unchanged; changing the used one does not.
+    unused, used = ("input_ids", "atom_features") if branch == "graph" else ("atom_features", "input_ids")
+    for name, expect_same in ((unused, True), (used, False)):
+        changed = dict(batch, **{name: batch[name].flip(0) if name == "input_ids" else batch[name] % 2})
+        assert torch.allclose(model(**changed).logits, out.logits) == expect_same, name
+    out.loss.backward()
+
+
+def test_single_branch_needs_cross_attention_off():
+    with pytest.raises(ValueError, match="set cross_attention='none'"):
+        ProtoMolConfig(branches="graph")
+
+
 def test_loss_weights_switch_terms_off(processor):
     batch = processor(smiles=SMILES[:4], labels=[1, 0, 1, 0], return_tensors="pt")
     model = make_model().eval()

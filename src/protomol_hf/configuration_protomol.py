@@ -56,6 +56,7 @@ _PROBLEM_TYPE_ALIASES = {
     "single_label_classification": "classification",
 }
 CROSS_ATTENTION_MODES = ("every_layer", "last_layer", "none")
+BRANCHES = ("both", "graph", "text")
 READOUTS = ("mean", "sum", "max")
 ALIGNMENT_DIRECTIONS = ("symmetric", "graph_to_text", "text_to_graph")
 TEXT_MODEL_MODES = ("frozen", "lora", "full")
@@ -87,6 +88,9 @@ class ProtoMolConfig(PreTrainedConfig):
             materialized): a CPU training step took a quarter less time in scripts/profile_training.py.
         cross_attention (`str`, defaults to "every_layer"): where atoms and tokens attend to each
             other: "every_layer", "last_layer" (late fusion) or "none".
+        branches (`str`, defaults to "both"): the branches that run: "both", or "graph" / "text" alone (the
+            single-branch ablations: the other branch's layers are not built, its summary and prototype
+            probabilities are zero, there is no alignment loss, and cross_attention must be "none").
         num_prototypes_per_class (`int`, defaults to 5): N, prototypes per class and task.
         prototype_top_k (`int`, defaults to 5): prototypes kept per task before the softmax.
         prototype_temperature (`float`, defaults to 0.1): temperature of the cosine similarities.
@@ -136,6 +140,7 @@ class ProtoMolConfig(PreTrainedConfig):
         attention_dropout: float = 0.1,
         attention_probs_dropout: float = 0.1,
         cross_attention: str = "every_layer",
+        branches: str = "both",
         num_prototypes_per_class: int = 5,
         prototype_top_k: int = 5,
         prototype_temperature: float = 0.1,
@@ -169,6 +174,11 @@ class ProtoMolConfig(PreTrainedConfig):
         _check_choice("problem_type", problem_type, PROBLEM_TYPES)
         _check_choice("readout", readout, READOUTS)
         _check_choice("cross_attention", cross_attention, CROSS_ATTENTION_MODES)
+        _check_choice("branches", branches, BRANCHES)
+        if branches != "both" and cross_attention != "none":
+            raise ValueError(
+                f"branches={branches!r} runs one branch, which has nothing to attend to: set cross_attention='none'"
+            )
         _check_choice("alignment_direction", alignment_direction, ALIGNMENT_DIRECTIONS)
         _check_choice("text_model_mode", text_model_mode, TEXT_MODEL_MODES)
         if hidden_size % num_attention_heads:
@@ -198,6 +208,7 @@ class ProtoMolConfig(PreTrainedConfig):
         self.attention_dropout = attention_dropout
         self.attention_probs_dropout = attention_probs_dropout
         self.cross_attention = cross_attention
+        self.branches = branches
         self.num_prototypes_per_class = num_prototypes_per_class
         self.prototype_top_k = prototype_top_k
         self.prototype_temperature = prototype_temperature
@@ -232,6 +243,16 @@ class ProtoMolConfig(PreTrainedConfig):
                 "(or was edited); add the keys or re-save the model"
             )
         return super().from_dict(config_dict, **kwargs)
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether the graph branch runs (`branches` is "both" or "graph")."""
+        return self.branches != "text"
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether the text branch runs (`branches` is "both" or "text")."""
+        return self.branches != "graph"
 
     @property
     def num_classes(self) -> int:

@@ -180,18 +180,21 @@ class ProtoMolFusionLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: ProtoMolConfig, with_cross_attention: bool):
         super().__init__()
-        self.graph_layer = ProtoMolGraphLayer(config)
-        self.refiner_layer = nn.TransformerEncoderLayer(
-            config.hidden_size,
-            config.num_attention_heads,
-            dim_feedforward=config.refiner_intermediate_size,
-            dropout=config.attention_dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        # The layer uses one rate for everything; the attention probabilities get their own.
-        self.refiner_layer.self_attn.dropout = config.attention_probs_dropout
+        # A branch left out by `config.branches` (single-branch ablation) has no layers: its states pass through.
+        self.graph_layer = ProtoMolGraphLayer(config) if config.uses_graph else None
+        self.refiner_layer = None
+        if config.uses_text:
+            self.refiner_layer = nn.TransformerEncoderLayer(
+                config.hidden_size,
+                config.num_attention_heads,
+                dim_feedforward=config.refiner_intermediate_size,
+                dropout=config.attention_dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            # The layer uses one rate for everything; the attention probabilities get their own.
+            self.refiner_layer.self_attn.dropout = config.attention_probs_dropout
         self.cross_modal = ProtoMolCrossModalLayer(config) if with_cross_attention else None
 
     def forward(
@@ -205,9 +208,11 @@ class ProtoMolFusionLayer(GradientCheckpointingLayer):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None] | None]:
         """`atom_states [num_atoms, hidden]`, `token_states [batch, seq_len, hidden]` -> both updated, and attention weights."""
-        atom_states = self.graph_layer(atom_states, edge_index, bond_features)
-        with _without_mha_fast_path():
-            token_states = self.refiner_layer(token_states, src_key_padding_mask=~token_mask)
+        if self.graph_layer is not None:
+            atom_states = self.graph_layer(atom_states, edge_index, bond_features)
+        if self.refiner_layer is not None:
+            with _without_mha_fast_path():
+                token_states = self.refiner_layer(token_states, src_key_padding_mask=~token_mask)
         if self.cross_modal is None:
             return atom_states, token_states, None
         dense_atoms, atom_mask = to_dense_batch(atom_states, molecule_index, batch_size=token_states.shape[0])
@@ -399,6 +404,11 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
 
         graph_embeds = torch.stack(graph_readouts).mean(0)
         text_pooled_embeds = torch.stack(text_readouts).mean(0)
+        # The summary of a branch that does not run (single-branch ablation) must not reach the heads.
+        if not self.config.uses_graph:
+            graph_embeds = torch.zeros_like(graph_embeds)
+        if not self.config.uses_text:
+            text_pooled_embeds = torch.zeros_like(text_pooled_embeds)
         graph_similarities, text_similarities = self.prototype_space(graph_embeds, text_pooled_embeds)
         return ProtoMolModelOutput(
             graph_embeds=graph_embeds,
@@ -577,7 +587,10 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         text_logits = outputs.text_prototype_similarities / config.prototype_temperature
         graph_log_probs = top_k_log_probs(graph_logits, config.prototype_top_k)
         text_log_probs = top_k_log_probs(text_logits, config.prototype_top_k)
-        prototype_probs = torch.cat([graph_log_probs.exp(), text_log_probs.exp()], dim=-1)
+        # A branch that does not run (single-branch ablation) gets no say through its prototypes.
+        prototype_probs = torch.cat(
+            [graph_log_probs.exp() * float(config.uses_graph), text_log_probs.exp() * float(config.uses_text)], dim=-1
+        )
         scores = self.predictor(outputs.fused_embeds) + torch.einsum(
             "btk,tk->bt", prototype_probs, self.prototype_weights
         )
@@ -588,8 +601,15 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
             labels = labels.to(scores.dtype).reshape(scores.shape)
             present = ~labels.isnan()
             prediction_loss = self._prediction_loss(scores, labels, present)
-            alignment_loss = self._alignment_loss(graph_log_probs, text_log_probs, graph_logits, text_logits, present)
-            contrastive_loss = self._contrastive_loss(graph_logits, text_logits, self.label_classes(labels), present)
+            if config.branches == "both":
+                alignment_loss = self._alignment_loss(
+                    graph_log_probs, text_log_probs, graph_logits, text_logits, present
+                )
+            else:  # nothing to align with a single branch
+                alignment_loss = scores.new_zeros(())
+            used = ((graph_logits, config.uses_graph), (text_logits, config.uses_text))
+            branch_logits = [logits for logits, branch_runs in used if branch_runs]
+            contrastive_loss = self._contrastive_loss(branch_logits, self.label_classes(labels), present)
             loss = (
                 prediction_loss
                 + config.alignment_loss_weight * alignment_loss
@@ -626,14 +646,17 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         }[self.config.alignment_direction]
         return masked_average(per_item, present)
 
-    def _contrastive_loss(self, graph_logits, text_logits, classes, present):
-        """Supervised InfoNCE over prototypes for both modalities (the molecule's own-class prototypes are the
-        positives), plus a penalty on positive cosine similarity between prototypes of different classes."""
+    def _contrastive_loss(self, branch_logits, classes, present):
+        """Supervised InfoNCE over prototypes, averaged over the branches' logits (the molecule's own-class
+        prototypes are the positives), plus a penalty on positive cosine similarity between prototypes of
+        different classes."""
         positive = self.prototype_classes.view(1, 1, -1) == classes.unsqueeze(-1)
         info_nce: torch.Tensor | float = 0.0
-        for logits in (graph_logits, text_logits):
+        for logits in branch_logits:
             positive_logsumexp = logits.masked_fill(~positive, float("-inf")).logsumexp(-1)
-            info_nce = info_nce + masked_average(logits.logsumexp(-1) - positive_logsumexp, present) / 2
+            info_nce = info_nce + masked_average(logits.logsumexp(-1) - positive_logsumexp, present) / len(
+                branch_logits
+            )
         prototypes = F.normalize(self.protomol.prototype_space.prototypes, dim=-1)
         similarity = torch.einsum("tkh,tjh->tkj", prototypes, prototypes)
         other_class = self.prototype_classes.view(-1, 1) != self.prototype_classes.view(1, -1)

@@ -30,7 +30,7 @@ from transformers.integrations import deepspeed as hf_deepspeed
 
 from . import featurization_protomol
 from .collating_protomol import ProtoMolDataCollator
-from .configuration_protomol import CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
+from .configuration_protomol import BRANCHES, CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
 from .data import MolecularTable, TaskType, bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, smiles_to_graph
 from .metrics import MoleculeNetMetric, main_metric
@@ -88,6 +88,13 @@ class ModelArguments:
     cross_attention: str = field(
         default=_CONFIG_DEFAULTS.cross_attention,
         metadata={"help": "Where atoms and tokens attend to each other.", "choices": list(CROSS_ATTENTION_MODES)},
+    )
+    branches: str = field(
+        default=_CONFIG_DEFAULTS.branches,
+        metadata={
+            "help": "Branches that run: both, or graph / text alone (ablations; need --cross_attention none).",
+            "choices": list(BRANCHES),
+        },
     )
     num_prototypes_per_class: int = field(
         default=_CONFIG_DEFAULTS.num_prototypes_per_class, metadata={"help": "N prototypes per class and task."}
