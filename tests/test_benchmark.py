@@ -1,13 +1,12 @@
 """scripts/benchmark.py: a real tiny run on BACE (record, resume, failure), config checks and the rendered report."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO, TINY_MODEL_ARGS
+from conftest import REPO, TINY_MODEL_ARGS, load_script
 
 RECORD_FIELDS = {
     "system",
@@ -46,10 +45,7 @@ TINY_CONFIG = {
 @pytest.fixture(scope="module")
 def benchmark():
     """scripts/benchmark.py imported as a module."""
-    spec = importlib.util.spec_from_file_location("benchmark", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark")
 
 
 def run_harness(tmp_path, *args):

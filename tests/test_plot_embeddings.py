@@ -1,18 +1,14 @@
 """scripts/plot_embeddings.py on a tiny untrained model and a 40-molecule CSV."""
 
-import importlib.util
-
 import numpy as np
 import pandas as pd
 import torch
-from conftest import FIXTURES, REPO, tiny_config
+from conftest import FIXTURES, load_script, tiny_config
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.data import load_table, random_split, save_split
 
-spec = importlib.util.spec_from_file_location("plot_embeddings", REPO / "scripts" / "plot_embeddings.py")
-plot_embeddings = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(plot_embeddings)
+plot_embeddings = load_script("plot_embeddings")
 
 
 def test_plot_writes_png_and_coordinates_of_molecules_and_prototypes(tmp_path, tokenizer):
