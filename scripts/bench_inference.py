@@ -45,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset_name", default="hiv", help="Bundled set whose SMILES are predicted.")
     parser.add_argument("--num_molecules", type=int, default=10_000, help="SMILES taken from the start of the set.")
     parser.add_argument("--batch_size", type=int, default=64, help="Molecules per model call (predict's default).")
+    parser.add_argument("--num_workers", type=int, default=1, help="Featurization processes (predict's --num_workers).")
     add_device_options(parser)
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results.")
     return parser.parse_args(argv)
@@ -58,11 +59,11 @@ def build_default_model(directory: Path) -> None:
     ProtoMolProcessor(AutoTokenizer.from_pretrained(text_model_dir)).save_pretrained(directory)
 
 
-def run_cli_predict(model_dir: str, csv: Path, batch_size: int, device: str, dtype: str) -> dict:
+def run_cli_predict(model_dir: str, csv: Path, batch_size: int, num_workers: int, device: str, dtype: str) -> dict:
     """`protomol predict` in a child process: wall seconds and the child's peak RSS."""
     command = [sys.executable, "-m", "protomol_hf.cli", "predict", "--model", model_dir, "--input", str(csv)]
     command += ["--output", str(csv.with_name("predictions.csv")), "--batch_size", str(batch_size)]
-    command += ["--device", device, "--dtype", dtype]
+    command += ["--num_workers", str(num_workers), "--device", device, "--dtype", dtype]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     seconds = time.perf_counter() - start
@@ -73,13 +74,13 @@ def run_cli_predict(model_dir: str, csv: Path, batch_size: int, device: str, dty
 
 
 @torch.no_grad()
-def time_stages(model_dir: str, smiles: list[str], batch_size: int, device: str, dtype: str) -> dict:
+def time_stages(model_dir: str, smiles: list[str], batch_size: int, num_workers: int, device: str, dtype: str) -> dict:
     """Seconds of each prediction stage in this process on the same molecules and batches."""
     model = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
     model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     processor = AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
     start = time.perf_counter()
-    features, errors = featurize_rows(processor, smiles)
+    features, errors = featurize_rows(processor, smiles, num_workers=num_workers)
     featurize_s = time.perf_counter() - start
 
     valid = [item for item in features if item is not None]
@@ -108,7 +109,7 @@ def time_stages(model_dir: str, smiles: list[str], batch_size: int, device: str,
             text_model_s[name] = elapsed_since(start, device)
 
     start = time.perf_counter()
-    predict_smiles(model, processor, smiles, batch_size=batch_size)
+    predict_smiles(model, processor, smiles, batch_size=batch_size, num_workers=num_workers)
     predict_s = elapsed_since(start, device)
     return {
         "valid_molecules": len(valid),
@@ -139,8 +140,8 @@ def main(argv=None) -> dict:
             build_default_model(Path(model_dir))
         csv = Path(scratch) / "molecules.csv"
         pd.DataFrame({"smiles": smiles}).to_csv(csv, index=False)
-        cli = run_cli_predict(model_dir, csv, args.batch_size, args.device, args.dtype)
-        stages = time_stages(model_dir, smiles, args.batch_size, args.device, args.dtype)
+        cli = run_cli_predict(model_dir, csv, args.batch_size, args.num_workers, args.device, args.dtype)
+        stages = time_stages(model_dir, smiles, args.batch_size, args.num_workers, args.device, args.dtype)
 
     count = len(smiles)
     rate = {
@@ -155,6 +156,7 @@ def main(argv=None) -> dict:
         "dataset": args.dataset_name,
         "num_molecules": count,
         "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
         "device": args.device,
         "dtype": args.dtype,
         "model": args.model or "untrained default configuration (MiniLM-L6, hidden 128)",

@@ -578,7 +578,8 @@ def inference_lines(i: dict) -> list[str]:
     rates, stages = i["molecules_per_s"], i["stages"]
     return [
         f"Prediction from SMILES (`python scripts/bench_inference.py`, the first {i['num_molecules']:,} rows of "
-        f"{i['dataset']}, batch size {i['batch_size']}, {run_settings(i)}, model: {i['model']}):",
+        f"{i['dataset']}, batch size {i['batch_size']}, {i.get('num_workers', 1)} featurization process(es), "
+        f"{run_settings(i)}, model: {i['model']}):",
         "",
         "| stage | molecules/s |",
         "|---|---|",

@@ -17,6 +17,7 @@ from conftest import load_script, tiny_config
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import build_parser, main
 from protomol_hf.prediction import (
+    PARALLEL_CHUNK_SIZE,
     InvalidRowError,
     embed_smiles,
     featurize_rows,
@@ -394,3 +395,21 @@ def test_batches_group_similar_lengths_and_cover_every_valid_row(tokenizer):
     assert all(len(batch) <= 5 for batch in batches)
     lengths = [len(features[row]["input_ids"]) for batch in batches for row in batch]
     assert lengths == sorted(lengths)
+
+
+def test_featurization_in_worker_processes_matches_one_process(processor):
+    # More rows than one worker chunk, invalid SMILES and an empty text among them.
+    smiles = [row[0] for row in ROWS] * (PARALLEL_CHUNK_SIZE // len(ROWS) + 40)
+    texts = ["a molecule"] * len(smiles)
+    texts[-2] = " "
+    serial = featurize_rows(processor, smiles, texts)
+    parallel = featurize_rows(processor, smiles, texts, num_workers=2)
+    assert parallel[1] == serial[1] and serial[1][-2] == "text is empty"
+    assert all(
+        (a is None and b is None) or all(torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])) for k in a)
+        for a, b in zip(parallel[0], serial[0], strict=True)
+    )
+    first_invalid = next(row for row, error in enumerate(serial[1]) if error)
+    with pytest.raises(InvalidRowError) as raised:
+        featurize_rows(processor, smiles, texts, invalid="error", num_workers=2)
+    assert raised.value.row == first_invalid

@@ -165,6 +165,13 @@ def _add_input_options(parser, output_help):
         "it, each molecule gets the kind of description the model was trained with.",
     )
     parser.add_argument("--batch_size", type=positive_int, default=64, help="Molecules per model call.")
+    parser.add_argument(
+        "--num_workers",
+        type=positive_int,
+        default=1,
+        help="Processes that featurize the molecules (RDKit, descriptions, tokens); on a GPU featurization is "
+        "the slow part, so give it the CPU cores.",
+    )
     add_device_options(parser)
 
 
@@ -352,6 +359,7 @@ def _call_per_row(function, model, processor, table, args):
             batch_size=args.batch_size,
             invalid=args.invalid,
             progress=True,
+            num_workers=args.num_workers,
         )
     except InvalidRowError as error:
         raise UsageError(

@@ -10,7 +10,9 @@ the input: rows that failed hold NaN and the reason in `errors`.
 """
 
 import math
+import multiprocessing
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -21,6 +23,8 @@ from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor
 
 INVALID_ROW_POLICIES = ("skip", "error")
+# Rows per task of a featurization worker: large enough that sending the features back costs little.
+PARALLEL_CHUNK_SIZE = 256
 # Arrays returned by `embed_smiles`, each `[num_rows, width]`.
 EMBEDDING_NAMES = (
     "graph_embeds",
@@ -65,38 +69,94 @@ def _text_problem(text) -> str | None:
     return None
 
 
+def _featurize_row(processor: ProtoMolProcessor, smiles, text, text_given: bool) -> tuple[dict | None, str | None]:
+    """Features of one molecule, or None and the reason it cannot be featurized."""
+    reason = _text_problem(text) if text_given else None
+    if reason is not None:
+        return None, reason
+    try:
+        # One SMILES string gives the features of one molecule.
+        return cast(dict[str, Any], processor(smiles=smiles, text=text)), None
+    except ValueError as error:  # ProtoMolFeaturizationError, possibly the checkpoint's own copy
+        return None, f"invalid SMILES: {getattr(error, 'reason', error)}"
+
+
+# The processor of the worker processes of `featurize_rows`, set once per worker by `_start_worker`.
+_worker_processor: ProtoMolProcessor | None = None
+
+
+def _start_worker(processor: ProtoMolProcessor) -> None:
+    global _worker_processor
+    _worker_processor = processor
+
+
+def _featurize_chunk(chunk: tuple[list, list | None]) -> list[tuple[dict | None, str | None]]:
+    """`_featurize_row` over a chunk of (SMILES, texts or None), in a worker process."""
+    smiles, texts = chunk
+    processor = cast(ProtoMolProcessor, _worker_processor)  # set by `_start_worker` before any chunk
+    return [
+        _featurize_row(processor, molecule, texts[i] if texts is not None else None, texts is not None)
+        for i, molecule in enumerate(smiles)
+    ]
+
+
+def _featurize_in_workers(processor, smiles, texts, num_workers, progress) -> Iterator[tuple[dict | None, str | None]]:
+    """`_featurize_row` over all rows in `num_workers` processes, yielded in row order."""
+    starts = range(0, len(smiles), PARALLEL_CHUNK_SIZE)
+    chunks = [
+        (
+            list(smiles[i : i + PARALLEL_CHUNK_SIZE]),
+            list(texts[i : i + PARALLEL_CHUNK_SIZE]) if texts is not None else None,
+        )
+        for i in starts
+    ]
+    # fork: the workers inherit the processor (also a checkpoint's own class, which spawn could not import).
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with (
+        ProcessPoolExecutor(num_workers, multiprocessing.get_context(method), _start_worker, (processor,)) as pool,
+        tqdm(total=len(smiles), desc="Featurizing", unit="mol", disable=not progress) as bar,
+    ):
+        for results in pool.map(_featurize_chunk, chunks):
+            bar.update(len(results))
+            yield from results
+
+
 def featurize_rows(
     processor: ProtoMolProcessor,
     smiles: Sequence,
     texts: Sequence | None = None,
     invalid: str = "skip",
     progress: bool = False,
+    num_workers: int = 1,
 ) -> tuple[list[dict | None], list[str | None]]:
-    """Featurize each molecule (and its text) on its own with `processor`.
+    """Featurize each molecule (and its text) on its own with `processor`, in `num_workers` processes.
 
     Returns `(features, errors)` aligned with `smiles`: a row that fails has features None and its reason
     in `errors` (None for valid rows). With `invalid="error"` the first failing row raises
-    `InvalidRowError` instead.
+    `InvalidRowError` instead. Featurization (RDKit, the template description, tokens) runs on the CPU and
+    limits prediction on a GPU; with `num_workers > 1` inputs of more than one chunk
+    (`PARALLEL_CHUNK_SIZE` rows) are spread over that many processes.
     """
     if invalid not in INVALID_ROW_POLICIES:
         raise ValueError(f"invalid={invalid!r} is not supported; choose one of {INVALID_ROW_POLICIES}")
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be at least 1, got {num_workers}")
     if texts is not None and len(texts) != len(smiles):
         raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
     if texts is None and getattr(processor, "text_source", None) == "given":
         raise ValueError(
             "this model was trained with texts from a data column: give a text per molecule (--text_column)"
         )
+    if num_workers > 1 and len(smiles) > PARALLEL_CHUNK_SIZE:
+        results = _featurize_in_workers(processor, smiles, texts, num_workers, progress)
+    else:
+        rows = tqdm(range(len(smiles)), desc="Featurizing", unit="mol", disable=not progress)
+        results = (
+            _featurize_row(processor, smiles[row], texts[row] if texts is not None else None, texts is not None)
+            for row in rows
+        )
     features, errors = [], []
-    for row in tqdm(range(len(smiles)), desc="Featurizing", unit="mol", disable=not progress):
-        text = texts[row] if texts is not None else None
-        reason = _text_problem(text) if texts is not None else None
-        item = None
-        if reason is None:
-            try:
-                # One SMILES string gives the features of one molecule.
-                item = cast(dict[str, Any], processor(smiles=smiles[row], text=text))
-            except ValueError as error:  # ProtoMolFeaturizationError, possibly the checkpoint's own copy
-                reason = f"invalid SMILES: {getattr(error, 'reason', error)}"
+    for row, (item, reason) in enumerate(results):
         if reason is not None and invalid == "error":
             raise InvalidRowError(row, reason)
         features.append(item)
@@ -139,17 +199,19 @@ def predict_smiles(
     batch_size: int = 64,
     invalid: str = "skip",
     progress: bool = False,
+    num_workers: int = 1,
 ) -> tuple[np.ndarray, list[str | None]]:
     """Predict every task for every molecule.
 
     Returns `(predictions, errors)`: `predictions` is float64 `[len(smiles), num_tasks]` (probabilities
     for classification, values in the target's units for regression) with NaN rows where `errors` names
     the reason the molecule could not be predicted. `texts` (one per molecule) replace the model's own
-    descriptions; `invalid="error"` raises `InvalidRowError` at the first invalid row. `model` and
+    descriptions; `invalid="error"` raises `InvalidRowError` at the first invalid row; `num_workers` processes
+    featurize (see `featurize_rows`). `model` and
     `processor` are loaded from one checkpoint (with remote code they are the checkpoint's own classes).
     """
     _check_batch_size(batch_size)
-    features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
+    features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
     return _predictions(model, processor, features, batch_size, progress), errors
 
 
@@ -161,6 +223,7 @@ def predict_smiles_ensemble(
     batch_size: int = 64,
     invalid: str = "skip",
     progress: bool = False,
+    num_workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """Predict with every member of an ensemble (trained alike, differing in seed) and summarize.
 
@@ -171,7 +234,7 @@ def predict_smiles_ensemble(
     _check_batch_size(batch_size)
     if not models:
         raise ValueError("an ensemble needs at least one model")
-    features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
+    features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
     per_member = np.stack([_predictions(model, processor, features, batch_size, progress) for model in models])
     return per_member.mean(axis=0), per_member.std(axis=0), errors
 
@@ -194,6 +257,7 @@ def embed_smiles(
     batch_size: int = 64,
     invalid: str = "skip",
     progress: bool = False,
+    num_workers: int = 1,
 ) -> tuple[dict[str, np.ndarray], list[str | None]]:
     """The learned representations of every molecule.
 
@@ -203,7 +267,7 @@ def embed_smiles(
     arguments as in `predict_smiles`.
     """
     _check_batch_size(batch_size)
-    features, errors = featurize_rows(processor, smiles, texts, invalid=invalid, progress=progress)
+    features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
     config = model.config
     widths = {
         "graph_embeds": config.hidden_size,
