@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from conftest import SMILES, run_without_protomol_hf, tiny_config
+from torch_geometric.utils import to_dense_batch
 from transformers import Qwen2Config
 
 from protomol_hf import (
@@ -14,7 +15,7 @@ from protomol_hf import (
     configuration_protomol,
     featurization_protomol,
 )
-from protomol_hf.modeling_protomol import top_k_log_probs
+from protomol_hf.modeling_protomol import dense_atom_layout, top_k_log_probs
 
 NAN = float("nan")
 
@@ -139,6 +140,16 @@ def test_single_branch_ablation_ignores_the_other_modality(processor, branch):
         changed = dict(batch, **{name: batch[name].flip(0) if name == "input_ids" else batch[name] % 2})
         assert torch.allclose(model(**changed).logits, out.logits) == expect_same, name
     out.loss.backward()
+
+
+def test_dense_atom_layout_matches_to_dense_batch():
+    molecule_index = torch.tensor([0, 0, 0, 1, 2, 2, 2, 2, 3])
+    atoms = torch.randn(len(molecule_index), 5)
+    expected, expected_mask = to_dense_batch(atoms, molecule_index, batch_size=4)
+    index, mask = dense_atom_layout(molecule_index, batch_size=4)
+    dense = atoms.new_zeros(4 * mask.shape[1], 5).index_copy(0, index, atoms).view(4, mask.shape[1], 5)
+    assert torch.equal(mask, expected_mask) and torch.equal(dense, expected)
+    assert torch.equal(dense.view(-1, 5).index_select(0, index), atoms)
 
 
 def test_single_branch_needs_cross_attention_off():
