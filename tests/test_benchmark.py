@@ -206,20 +206,26 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
         make_record("default", "bace", "scaffold", 0.70),
         make_record("default", "hiv", "random_0", 0.75, **hiv),
         make_record("no_alignment", "esol", "random_0", 1.2, metric="rmse"),
+        make_record("no_cross_attention", "bace", "random_0", 0.78),
+        make_record("no_cross_attention", "bace", "random_1", 0.86),
     ]
     lines = [json.dumps(record) for record in records]
     (tmp_path / "default.jsonl").write_text("\n".join(lines[:5]) + "\n")
+    (tmp_path / "no_cross_attention.jsonl").write_text("\n".join(lines[6:]) + "\n")
     # A run recorded twice counts once, with its later value.
     (tmp_path / "no_alignment.jsonl").write_text(lines[5] + "\n" + lines[5].replace("1.2", "1.1") + "\n")
 
     loaded = benchmark.load_records(tmp_path)
     report = benchmark.render_markdown(loaded, tmp_path)
-    assert len(loaded) == 6
+    assert len(loaded) == 8
+    # Paired with the default on the splits both ran (esol has no default run to pair with).
+    assert "| no_cross_attention | bace | roc_auc ↑ | 2 | 0.820 | 0.820 | +0.000 | 1 of 2 |" in report
+    assert "| no_alignment | esol |" not in report
     assert "| bace | roc_auc ↑ | 0.840 ± 0.040 | 3 | 0.700 | 30 | 10 |  |" in report
     assert "| hiv | roc_auc ↑ | 0.750 | 1 | – | 10 | 10 | per-dataset: num_train_epochs=10 |" in report
     assert "| esol | rmse ↓ | 1.100 | 1 | – | 30 | 10 |  |" in report
     assert "**0.914 ± 0.003** (paper)" in report and "default: 0.840 ± 0.040 (n=3)" in report
-    assert "| graph_only | – |" in report and "not yet available" in report
+    assert "| graph_only | `{" in report and "not yet available" not in report
     assert report.index("## Results: default") < report.index("## Results: no_alignment")
     assert benchmark.render_markdown(list(reversed(loaded)), tmp_path) == report
 
