@@ -604,12 +604,17 @@ def text_cache_table(results: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _count(number: int, noun: str) -> str:
+    """'1 process', '2 processes'."""
+    return f"{number:,} {noun}{'' if number == 1 else 'es' if noun.endswith('s') else 's'}"
+
+
 def inference_lines(i: dict) -> list[str]:
     """The `scripts/bench_inference.py` table and its summary."""
     rates, stages = i["molecules_per_s"], i["stages"]
     return [
         f"Prediction from SMILES (`python scripts/bench_inference.py`, the first {i['num_molecules']:,} rows of "
-        f"{i['dataset']}, batch size {i['batch_size']}, {i.get('num_workers', 1)} featurization process(es), "
+        f"{i['dataset']}, batch size {i['batch_size']}, featurization in {_count(i.get('num_workers', 1), 'process')}, "
         f"{run_settings(i)}, model: {i['model']}):",
         "",
         "| stage | molecules/s |",
