@@ -93,11 +93,14 @@ def _start_worker(processor: ProtoMolProcessor) -> None:
 def _featurize_chunk(chunk: tuple[list, list | None]) -> list[tuple[dict | None, str | None]]:
     """`_featurize_row` over a chunk of (SMILES, texts or None), in a worker process."""
     smiles, texts = chunk
-    processor = cast(ProtoMolProcessor, _worker_processor)  # set by `_start_worker` before any chunk
-    return [
-        _featurize_row(processor, molecule, texts[i] if texts is not None else None, texts is not None)
-        for i, molecule in enumerate(smiles)
-    ]
+    # set by `_start_worker` before any chunk
+    return list(_featurize_each(cast(ProtoMolProcessor, _worker_processor), smiles, texts))
+
+
+def _featurize_each(processor, smiles, texts) -> Iterator[tuple[dict | None, str | None]]:
+    """`_featurize_row` over the rows of `smiles` (and `texts`, or None when no texts are given), in order."""
+    for row, molecule in enumerate(smiles):
+        yield _featurize_row(processor, molecule, texts[row] if texts is not None else None, texts is not None)
 
 
 def _featurize_in_workers(processor, smiles, texts, num_workers, progress) -> Iterator[tuple[dict | None, str | None]]:
@@ -150,10 +153,12 @@ def featurize_rows(
     if num_workers > 1 and len(smiles) > PARALLEL_CHUNK_SIZE:
         results = _featurize_in_workers(processor, smiles, texts, num_workers, progress)
     else:
-        rows = tqdm(range(len(smiles)), desc="Featurizing", unit="mol", disable=not progress)
-        results = (
-            _featurize_row(processor, smiles[row], texts[row] if texts is not None else None, texts is not None)
-            for row in rows
+        results = tqdm(
+            _featurize_each(processor, smiles, texts),
+            total=len(smiles),
+            desc="Featurizing",
+            unit="mol",
+            disable=not progress,
         )
     features, errors = [], []
     for row, (item, reason) in enumerate(results):
