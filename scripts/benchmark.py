@@ -508,10 +508,12 @@ def configs_overview(records: list[dict]) -> list[str]:
 def speed_section(results_dir: Path, heading: str = "Speed") -> list[str]:
     """Featurization, text-feature caching and prediction throughput and the training-step profile, from the
     speed scripts' JSON files in `results_dir` (the CPU figures; a subfolder per GPU holds its own)."""
-    featurization_file, inference_file = results_dir / "featurization.json", results_dir / "inference.json"
+    featurization_file = results_dir / "featurization.json"
+    inference_files = sorted(results_dir.glob("inference*.json"))
     profile_files = sorted(results_dir.glob("profile_training*.json"))
     text_cache_files = sorted(results_dir.glob("text_cache*.json"))
-    if not (featurization_file.is_file() or inference_file.is_file() or profile_files or text_cache_files):
+    training_files = sorted(results_dir.glob("train*.jsonl"))
+    if not (featurization_file.is_file() or inference_files or profile_files or text_cache_files or training_files):
         return []
     lines = ["", f"## {heading}", ""]
     if featurization_file.is_file():
@@ -527,10 +529,12 @@ def speed_section(results_dir: Path, heading: str = "Speed") -> list[str]:
         ]
     if text_cache_files:
         lines += text_cache_table([json.loads(path.read_text()) for path in text_cache_files])
-    if inference_file.is_file():
+    for inference_file in inference_files:
         lines += inference_lines(json.loads(inference_file.read_text()))
     for profile_file in profile_files:
         lines += profile_lines(json.loads(profile_file.read_text()))
+    if training_files:
+        lines += training_lines([record for path in training_files for record in read_jsonl(path)])
     return lines
 
 
@@ -632,6 +636,38 @@ def inference_lines(i: dict) -> list[str]:
         f"per molecule for {stages['mean_tokens_per_molecule']} real ones, against "
         f"{stages['padded_tokens_per_molecule_input_order']} in input order.",
     ]
+
+
+def training_lines(records: list[dict]) -> list[str]:
+    """Timing of harness runs on this machine (the benchmark's record format), one row per run."""
+    lines = [
+        "",
+        "Training with the benchmark harness on this machine (`python scripts/benchmark.py --config default "
+        "--datasets D --splits S -- OPTIONS`; the train.py options of each run are in the last column):",
+        "",
+        "| dataset | split | epochs | s per epoch | wall s (data preparation included) | peak RSS MB | test metric "
+        "| train.py options |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['dataset']} | {r['split']} | {r['epochs_run']:g} | {r['train_wall_s'] / r['epochs_run']:.1f} | "
+            f"{r['wall_s']:.0f} | {r['peak_rss_mb']:,.0f} | {r['metric']} {r['value']:.3f} | "
+            f"`{train_options(r['command'])}` |"
+        )
+    return lines
+
+
+def train_options(command: str) -> str:
+    """The options of a recorded train.py command, without the ones every run has (data set, split, output)."""
+    words, kept = command.split()[2:], []
+    while words:
+        word = words.pop(0)
+        if word in ("--dataset_name", "--split_file", "--output_dir"):
+            words.pop(0)
+        else:
+            kept.append(word)
+    return " ".join(kept)
 
 
 def profile_lines(profile: dict) -> list[str]:

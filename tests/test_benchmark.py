@@ -260,3 +260,25 @@ def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
     assert "## Speed against chemprop, in one run" in report and "Speed on SPEED" not in report
     assert "| bace random_0: time to best validation (s) | 120.0 | 60.0 | 2.0 |" in report
     assert "| 60.0 | 285.7 | 0.21 |" in report
+
+
+def test_report_times_the_training_runs_of_a_gpu_folder(benchmark, tmp_path):
+    gpu_dir = tmp_path / "h200"
+    gpu_dir.mkdir()
+    run = make_record(
+        "default",
+        "hiv",
+        "random_0",
+        0.77,
+        epochs_run=2.0,
+        train_wall_s=154.0,
+        wall_s=203.0,
+        peak_rss_mb=5478.0,
+        command="python scripts/train.py --dataset_name hiv --split_file random_0 --output_dir /tmp/x --bf16",
+    )
+    (gpu_dir / "train_hiv.jsonl").write_text(json.dumps(run) + "\n")
+
+    report = benchmark.render_markdown([], tmp_path)
+    # The GPU folder's runs are timed in its own section, not counted as results of the default config.
+    assert "## Speed on H200" in report and "## Results: default" not in report
+    assert "| hiv | random_0 | 2 | 77.0 | 203 | 5,478 | roc_auc 0.770 | `--bf16` |" in report
