@@ -34,6 +34,8 @@ def test_cached_states_match_the_text_model_and_give_the_same_predictions(proces
     live_batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
     assert "input_ids" not in cached_batch and cached_batch["text_embeds"].shape[:2] == live_batch["input_ids"].shape
     assert torch.equal(cached_batch["attention_mask"], live_batch["attention_mask"])
+    text_ids = [feature["text_id"] for feature in features]
+    assert cache.token_counts(text_ids).tolist() == live_batch["attention_mask"].sum(dim=1).tolist()
     with torch.no_grad():
         cached, live = model(**cached_batch), model(**live_batch)
     assert torch.allclose(cached.logits, live.logits, atol=1e-5)

@@ -239,6 +239,32 @@ def test_bundled_split_file_by_name(tmp_path, tiny_text_model):
     assert results["split"] == "random_0"
 
 
+@pytest.mark.parametrize("cached", ["true", "false"])
+def test_group_by_length_sampling_trains_and_keeps_test_predictions_in_order(tmp_path, tiny_text_model, cached):
+    """`--train_sampling_strategy group_by_length` reads the `length` column (tokens per description), with the
+    text-state cache and with tokens; the saved test predictions still follow the split's row order."""
+    output_dir = tmp_path / "grouped"
+    train(
+        tmp_path,
+        tiny_text_model,
+        "--data_file",
+        str(FIXTURES / "tiny_classification.csv"),
+        "--output_dir",
+        str(output_dir),
+        "--num_train_epochs",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--train_sampling_strategy",
+        "group_by_length",
+        "--cache_text_features",
+        cached,
+    )
+    split = json.loads((output_dir / "split.json").read_text())
+    predictions = pd.read_csv(output_dir / "test_predictions.csv")
+    assert list(predictions["row"]) == split["test"]
+
+
 LAUNCHERS = {
     "ddp": ["-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs" / "accelerate_ddp.yaml")],
     "zero3": ["-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs" / "accelerate_zero3.yaml")],

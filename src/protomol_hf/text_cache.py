@@ -61,6 +61,10 @@ class TextFeatureCache:
         except KeyError as error:
             raise KeyError(f"text not in the cache at {self.directory}: {error.args[0][:80]!r}") from None
 
+    def token_counts(self, text_ids: Sequence[int]) -> np.ndarray:
+        """Number of cached tokens of each text `[len(text_ids)]`."""
+        return np.diff(self.offsets)[np.asarray(text_ids, dtype=np.int64)]
+
     def token_states(self, text_id: int) -> np.ndarray:
         """`[num_tokens, text_hidden]` view into the memory-mapped states of one text."""
         return self.states[self.offsets[text_id] : self.offsets[text_id + 1]]

@@ -317,15 +317,20 @@ def prepare_dataset(
             processor.max_text_length,
             device=device,
         )
-        dataset = dataset.add_column("text_id", cache.text_ids(dataset["text"]))
+        text_ids = cache.text_ids(dataset["text"])
+        dataset = dataset.add_column("text_id", text_ids)
+        dataset = dataset.add_column("length", cache.token_counts(text_ids).tolist())
         collator = ProtoMolCachedTextCollator(cache, processor.collator)
     else:
-        dataset = dataset.map(
-            lambda batch: processor.tokenizer(batch["text"], truncation=True, max_length=processor.max_text_length),
-            batched=True,
-            desc="Tokenizing descriptions",
-        )
+
+        def tokenize(batch):
+            tokens = processor.tokenizer(batch["text"], truncation=True, max_length=processor.max_text_length)
+            return {**tokens, "length": [len(ids) for ids in tokens["input_ids"]]}
+
+        dataset = dataset.map(tokenize, batched=True, desc="Tokenizing descriptions")
         collator = processor.collator
+    # `length` (tokens per description) lets `--train_sampling_strategy group_by_length` batch descriptions of
+    # similar length, so the refiner and the cross-attention pad less.
     return dataset.remove_columns("text").with_format("numpy"), collator
 
 
