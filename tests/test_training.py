@@ -244,22 +244,9 @@ def test_group_by_length_sampling_trains_and_keeps_test_predictions_in_order(tmp
     """`--train_sampling_strategy group_by_length` reads the `length` column (tokens per description), with the
     text-state cache and with tokens; the saved test predictions still follow the split's row order."""
     output_dir = tmp_path / "grouped"
-    train(
-        tmp_path,
-        tiny_text_model,
-        "--data_file",
-        str(FIXTURES / "tiny_classification.csv"),
-        "--output_dir",
-        str(output_dir),
-        "--num_train_epochs",
-        "2",
-        "--per_device_train_batch_size",
-        "4",
-        "--train_sampling_strategy",
-        "group_by_length",
-        "--cache_text_features",
-        cached,
-    )
+    options = "--num_train_epochs 2 --per_device_train_batch_size 4 --train_sampling_strategy group_by_length"
+    data = ["--data_file", str(FIXTURES / "tiny_classification.csv"), "--output_dir", str(output_dir)]
+    train(tmp_path, tiny_text_model, *data, *options.split(), "--cache_text_features", cached)
     split = json.loads((output_dir / "split.json").read_text())
     predictions = pd.read_csv(output_dir / "test_predictions.csv")
     assert list(predictions["row"]) == split["test"]
