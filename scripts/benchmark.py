@@ -429,11 +429,17 @@ def results_table(records: list[dict]) -> list[str]:
         arrow = "↓" if metric == "rmse" else "↑"
         scaffold = summarize(scaffold_values) + (f" (n={len(scaffold_values)})" if len(scaffold_values) > 1 else "")
         overrides = {json.dumps(r["overrides"], sort_keys=True) for r in rows if r["overrides"]}
-        notes = "; ".join(f"per-dataset: {format_options(json.loads(o))}" for o in sorted(overrides))
+        notes = [f"per-dataset: {format_options(json.loads(o))}" for o in sorted(overrides)]
+        # Extra train arguments (after `--`) are only in the command; say when they changed the epochs.
+        notes += [
+            f"{r['split']}: {r['epochs']:g} epochs by an extra argument"
+            for r in rows
+            if r["overrides"].get("num_train_epochs", r["epochs"]) != r["epochs"]
+        ]
         wall = statistics.mean(r["wall_s"] for r in rows)
         lines.append(
             f"| {dataset} | {metric} {arrow} | {summarize(random_values)} | {len(random_values)} | {scaffold} "
-            f"| {format_epochs(rows)} | {wall:.0f} | {notes} |"
+            f"| {format_epochs(rows)} | {wall:.0f} | {'; '.join(notes)} |"
         )
     return lines
 

@@ -214,10 +214,15 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     (tmp_path / "no_cross_attention.jsonl").write_text("\n".join(lines[6:]) + "\n")
     # A run recorded twice counts once, with its later value.
     (tmp_path / "no_alignment.jsonl").write_text(lines[5] + "\n" + lines[5].replace("1.2", "1.1") + "\n")
+    # A run whose epochs an extra train argument changed (`-- --num_train_epochs 5`) says so.
+    shortened = make_record("default", "muv", "random_0", 0.70, epochs=5.0, overrides={"num_train_epochs": 10})
+    with (tmp_path / "default.jsonl").open("a") as results:
+        results.write(json.dumps(shortened) + "\n")
 
     loaded = benchmark.load_records(tmp_path)
     report = benchmark.render_markdown(loaded, tmp_path)
-    assert len(loaded) == 8
+    assert len(loaded) == 9
+    assert "| muv | roc_auc ↑ | 0.700 | 1 | – | 5 | 10 | per-dataset: num_train_epochs=10; random_0: 5 epochs by an " in report
     # Paired with the default on the splits both ran (esol has no default run to pair with).
     assert "| no_cross_attention | bace | roc_auc ↑ | 2 | 0.820 | 0.820 | +0.000 | 1 of 2 |" in report
     assert "| no_alignment | esol |" not in report
