@@ -222,7 +222,10 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     loaded = benchmark.load_records(tmp_path)
     report = benchmark.render_markdown(loaded, tmp_path)
     assert len(loaded) == 9
-    assert "| muv | roc_auc ↑ | 0.700 | 1 | – | 5 | 10 | per-dataset: num_train_epochs=10; random_0: 5 epochs by an " in report
+    assert (
+        "| muv | roc_auc ↑ | 0.700 | 1 | – | 5 | 10 | per-dataset: num_train_epochs=10; random_0: 5 epochs by an "
+        in report
+    )
     # Paired with the default on the splits both ran (esol has no default run to pair with).
     assert "| no_cross_attention | bace | roc_auc ↑ | 2 | 0.820 | 0.820 | +0.000 | 1 of 2 |" in report
     assert "| no_alignment | esol |" not in report
