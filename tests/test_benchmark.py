@@ -227,7 +227,7 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
         in report
     )
     # Paired with the default on the splits both ran (esol has no default run to pair with).
-    assert "| no_cross_attention | bace | roc_auc ↑ | 2 | 0.820 | 0.820 | +0.000 | 1 of 2 |" in report
+    assert "| no_cross_attention | bace | roc_auc ↑ | 2 | 0.820 | 0.820 | +0.000 | 1 of 2 | +0.000 |" in report
     assert "| no_alignment | esol |" not in report
     assert "| bace | roc_auc ↑ | 0.840 ± 0.040 | 3 | 0.700 | 30 | 10 |  |" in report
     assert "| hiv | roc_auc ↑ | 0.750 | 1 | – | 10 | 10 | per-dataset: num_train_epochs=10 |" in report
@@ -236,6 +236,25 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     assert "| graph_only | `{" in report and "not yet available" not in report
     assert report.index("## Results: default") < report.index("## Results: no_alignment")
     assert benchmark.render_markdown(list(reversed(loaded)), tmp_path) == report
+
+
+def test_report_tabulates_the_prototype_count_sweep(benchmark, tmp_path):
+    records = [
+        make_record("default", "esol", "random_0", 0.60, metric="rmse", valid_value=0.50),
+        make_record("default", "esol", "random_1", 0.70, metric="rmse", valid_value=0.70),
+        make_record("default", "esol", "scaffold", 1.00, metric="rmse"),
+        make_record("prototypes_3", "esol", "random_0", 0.65, metric="rmse", valid_value=0.55),
+        make_record("no_alignment", "esol", "random_0", 0.90, metric="rmse", valid_value=0.80),
+        make_record("prototypes_7", "bace", "random_0", 0.80),
+    ]
+    report = benchmark.render_markdown(records, tmp_path)
+
+    start = report.index("## Prototype count N")
+    table = report[start : report.index("\n## ", start)]
+    # Random splits only; other ablations are not a prototype count; bace has one N, so no sweep.
+    assert "| esol | rmse ↓ | 3 | 0.650 | 1 | 0.550 |\n| esol | rmse ↓ | 5 | 0.650 ± 0.071 | 2 | 0.600 |" in table
+    assert "| bace |" not in table and "0.900" not in table
+    assert "| prototypes_3 | esol | rmse ↓ | 1 | 0.600 | 0.650 | +0.050 | 0 of 1 | +0.050 |" in report
 
 
 def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
