@@ -38,9 +38,13 @@ def test_train_script_trains_saves_and_reports(tmp_path, tiny_text_model, csv, m
         "6",
         "--save_total_limit",
         "1",
+        "--early_stopping_patience",
+        "10",
     )
     results = json.loads((output_dir / "results.json").read_text())
     assert results["metric"] == metric
+    # Early stopping watches the epochs only, not the final "valid_"-prefixed evaluation.
+    assert "early stopping required" not in result.stderr
     assert results["task_type"] == ("classification" if metric == "roc_auc" else "regression")
     assert math.isfinite(results["valid"][metric]) and math.isfinite(results["test"][metric])
     assert set(results) >= {"dataset", "split", "valid", "test", "best_epoch", "train_wall_s"}

@@ -474,6 +474,9 @@ def run_training(
     # test_predictions.csv pairs predictions with rows by position: evaluate in dataset order even if
     # training grouped batches by length (that sampler also shuffles evaluation).
     trainer.args.train_sampling_strategy = "random"
+    # Early stopping has done its job; on the "valid_"-prefixed final evaluation it would only warn that it
+    # cannot find "eval_<metric>".
+    trainer.remove_callback(EarlyStoppingCallback)
     valid_metrics = trainer.evaluate(parts["valid"], metric_key_prefix="valid")
     test_output = trainer.predict(parts["test"], metric_key_prefix="test")
 
