@@ -22,6 +22,7 @@ scripts/train.py before anything runs.
 Examples:
     python scripts/benchmark.py --config default --datasets bace bbbp
     python scripts/benchmark.py --config no_alignment --datasets bace --splits random_0 -- --seed 1
+    python scripts/benchmark.py --config default --datasets esol freesolv --jobs 2   # 2 runs at a time
     python scripts/benchmark.py --render_only
 """
 
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,15 +310,28 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_one(run: PlannedRun, config_name: str, log_file: Path) -> dict:
-    """Train once; returns the record to append (raises RuntimeError with the log tail when it fails)."""
+def training_environment(jobs: int) -> dict | None:
+    """The environment of each training process: with several at a time, an equal share of the CPU cores each
+    (OMP_NUM_THREADS, which torch reads), unless the caller set OMP_NUM_THREADS; None = inherit unchanged."""
+    if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+
+
+def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1) -> dict:
+    """Train once, `jobs` runs sharing the machine; returns the record to append (raises RuntimeError with the
+    log tail when it fails)."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
     results_file = run.output_dir / "results.json"
     results_file.unlink(missing_ok=True)
     start = time.perf_counter()
     with log_file.open("w") as log:
         process = subprocess.run(
-            [sys.executable, TRAIN_SCRIPT, *run.train_arguments], cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, TRAIN_SCRIPT, *run.train_arguments],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=training_environment(jobs),
         )
     wall_s = time.perf_counter() - start
     if process.returncode != 0 or not results_file.is_file():
@@ -343,31 +358,42 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path) -> dict:
         "max_steps": run.max_steps,
         "overrides": run.overrides,
         "hardware": describe_hardware(),
+        "parallel_jobs": jobs,
         "command": run.command,
     }
 
 
-def run_benchmark(config: BenchmarkConfig, runs: list[PlannedRun], results_file: Path) -> int:
-    """Run what `results_file` does not hold yet, appending one line per finished run; returns the failures."""
+def run_benchmark(config: BenchmarkConfig, runs: list[PlannedRun], results_file: Path, jobs: int = 1) -> int:
+    """Run what `results_file` does not hold yet, `jobs` at a time, appending one line per finished run (from
+    this thread only, so lines never interleave); returns the failures."""
     done = {record_key(record) for record in read_jsonl(results_file)}
     results_file.parent.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for number, run in enumerate(runs, start=1):
-        label = f"[{number}/{len(runs)}] {config.name} / {run.dataset} / {run.split} (seed {run.seed})"
-        if (SYSTEM, config.name, run.dataset, run.split, run.seed) in done:
-            print(f"{label}: skipping, already in {display_path(results_file)}", flush=True)
-            continue
+
+    def start(label: str, run: PlannedRun) -> dict:
         log_file = run.output_dir / "train.log"
         print(f"{label}: running, log {display_path(log_file)}", flush=True)
-        try:
-            record = run_one(run, config.name, log_file)
-        except RuntimeError as error:
-            failures += 1
-            print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
-            continue
-        with results_file.open("a") as stream:
-            stream.write(json.dumps(record) + "\n")
-        print(f"{label}: test {record['metric']} {record['value']:.4f} in {record['wall_s']:.0f} s", flush=True)
+        return run_one(run, config.name, log_file, jobs)
+
+    failures = 0
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending = {}
+        for number, run in enumerate(runs, start=1):
+            label = f"[{number}/{len(runs)}] {config.name} / {run.dataset} / {run.split} (seed {run.seed})"
+            if (SYSTEM, config.name, run.dataset, run.split, run.seed) in done:
+                print(f"{label}: skipping, already in {display_path(results_file)}", flush=True)
+            else:
+                pending[pool.submit(start, label, run)] = label
+        for future in as_completed(pending):
+            label = pending[future]
+            try:
+                record = future.result()
+            except RuntimeError as error:
+                failures += 1
+                print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
+                continue
+            with results_file.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+            print(f"{label}: test {record['metric']} {record['value']:.4f} in {record['wall_s']:.0f} s", flush=True)
     return failures
 
 
@@ -439,6 +465,9 @@ def results_table(records: list[dict]) -> list[str]:
             for r in rows
             if r["overrides"].get("num_train_epochs", r["epochs"]) != r["epochs"]
         ]
+        shared = sorted(r["split"] for r in rows if r.get("parallel_jobs", 1) > 1)
+        if shared:
+            notes.append(f"{', '.join(shared)}: run beside other runs (--jobs), wall time not comparable")
         wall = statistics.mean(r["wall_s"] for r in rows)
         lines.append(
             f"| {dataset} | {metric} {arrow} | {summarize(random_values)} | {len(random_values)} | {scaffold} "
@@ -815,6 +844,13 @@ def render_markdown(records: list[dict], results_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__,
@@ -846,6 +882,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--docs_file", type=Path, default=DEFAULT_DOCS_FILE, help="the rendered report (default: docs/benchmarks.md)"
     )
     parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="training runs at a time, each given an equal share of the CPU cores through OMP_NUM_THREADS "
+        "(unless you set it). Wall times of overlapping runs are not comparable; the report says so (default: 1)",
+    )
+    parser.add_argument(
         "--render_only", action="store_true", help="run nothing; render the report from the existing results"
     )
     return parser
@@ -871,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        failures = run_benchmark(config, runs, results_dir / f"{config.name}.jsonl")
+        failures = run_benchmark(config, runs, results_dir / f"{config.name}.jsonl", args.jobs)
     args.docs_file.parent.mkdir(parents=True, exist_ok=True)
     args.docs_file.write_text(render_markdown(load_records(results_dir), results_dir))
     print(f"wrote {display_path(args.docs_file)}")

@@ -17,6 +17,7 @@ RECORD_FIELDS = {
     "metric",
     "value",
     "valid_value",
+    "parallel_jobs",
     "best_epoch",
     "epochs_run",
     "train_wall_s",
@@ -71,9 +72,19 @@ def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
     results_file = tmp_path / "results" / "tiny.jsonl"
 
     first = run_harness(
-        tmp_path, "--config", "tiny.json", "--datasets", "bace", "freesolv", "--splits", "random_0", *extra
+        tmp_path,
+        "--config",
+        "tiny.json",
+        "--datasets",
+        "bace",
+        "freesolv",
+        "--splits",
+        "random_0",
+        "--jobs",
+        "2",
+        *extra,
     )
-    # The freesolv run fails, its log tail is shown, the bace run is still recorded.
+    # Both run at once; the freesolv run fails, its log tail is shown, the bace run is still recorded.
     assert first.returncode == 1, first.stdout + first.stderr
     assert "tiny / freesolv / random_0 (seed 0): FAILED" in first.stderr
     assert "no_such_column" in first.stderr
@@ -91,6 +102,7 @@ def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
     assert record["seed"] == 0 and record["max_steps"] == 1 and record["wall_s"] > 0 and record["peak_rss_mb"] > 0
     assert 0 < record["train_wall_s"] < record["wall_s"] and record["epochs_run"] > 0
     assert record["hardware"]["cpu_count"] == os.cpu_count() and record["hardware"]["torch"]
+    assert record["parallel_jobs"] == 2
     assert record["command"].startswith(
         "python scripts/train.py --dataset_name bace --split_file random_0 --output_dir "
     )
@@ -108,7 +120,20 @@ def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Results: tiny (protomol)" in report
     assert f"| bace | roc_auc ↑ | {record['value']:.3f} | 1 |" in report
+    assert "random_0: run beside other runs (--jobs), wall time not comparable" in report
     assert record["command"] in report
+
+
+def test_parallel_runs_share_the_cores(benchmark, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(benchmark.os, "cpu_count", lambda: 8)
+    assert benchmark.training_environment(1) is None
+    assert benchmark.training_environment(2)["OMP_NUM_THREADS"] == "4"
+    assert benchmark.training_environment(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the caller's choice wins
+    assert benchmark.training_environment(2) is None
+    with pytest.raises(SystemExit):
+        benchmark.build_parser().parse_args(["--jobs", "0"])
 
 
 def test_unknown_config_option_fails_before_running(tmp_path):
