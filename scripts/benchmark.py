@@ -35,9 +35,10 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -364,37 +365,34 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1) ->
 
 
 def run_benchmark(config: BenchmarkConfig, runs: list[PlannedRun], results_file: Path, jobs: int = 1) -> int:
-    """Run what `results_file` does not hold yet, `jobs` at a time, appending one line per finished run (from
-    this thread only, so lines never interleave); returns the failures."""
+    """Run what `results_file` does not hold yet, `jobs` at a time, appending one line per finished run (under a
+    lock, so lines never interleave); returns the failures."""
     done = {record_key(record) for record in read_jsonl(results_file)}
     results_file.parent.mkdir(parents=True, exist_ok=True)
+    append_lock = threading.Lock()
 
-    def start(label: str, run: PlannedRun) -> dict:
+    def execute(label: str, run: PlannedRun) -> bool:
         log_file = run.output_dir / "train.log"
         print(f"{label}: running, log {display_path(log_file)}", flush=True)
-        return run_one(run, config.name, log_file, jobs)
+        try:
+            record = run_one(run, config.name, log_file, jobs)
+        except RuntimeError as error:
+            print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
+            return False
+        with append_lock, results_file.open("a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        print(f"{label}: test {record['metric']} {record['value']:.4f} in {record['wall_s']:.0f} s", flush=True)
+        return True
 
-    failures = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending = {}
+        outcomes = []
         for number, run in enumerate(runs, start=1):
             label = f"[{number}/{len(runs)}] {config.name} / {run.dataset} / {run.split} (seed {run.seed})"
             if (SYSTEM, config.name, run.dataset, run.split, run.seed) in done:
                 print(f"{label}: skipping, already in {display_path(results_file)}", flush=True)
             else:
-                pending[pool.submit(start, label, run)] = label
-        for future in as_completed(pending):
-            label = pending[future]
-            try:
-                record = future.result()
-            except RuntimeError as error:
-                failures += 1
-                print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
-                continue
-            with results_file.open("a") as stream:
-                stream.write(json.dumps(record) + "\n")
-            print(f"{label}: test {record['metric']} {record['value']:.4f} in {record['wall_s']:.0f} s", flush=True)
-    return failures
+                outcomes.append(pool.submit(execute, label, run))
+    return sum(not outcome.result() for outcome in outcomes)
 
 
 def load_records(results_dir: Path) -> list[dict]:
