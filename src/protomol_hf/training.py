@@ -230,6 +230,15 @@ class ProtoMolTrainingArguments(TrainingArguments):
         },
     )
 
+    def __post_init__(self):
+        # Without a GPU (or other accelerator), train as `--use_cpu` does. A multi-process launch
+        # (configs/accelerate_ddp.yaml) then joins its gloo process group; otherwise transformers leaves
+        # it unused and every process trains alone on all the data: the same run N times, no faster.
+        # It also stops the DataLoader from asking for pinned memory that does not exist.
+        if not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
 
 def resolve_text_model(name: str) -> str:
     """Local folder of the pretrained text model ('minilm' = the offline all-MiniLM-L6-v2 package)."""
