@@ -298,3 +298,24 @@ def test_two_process_launch_trains_and_saves_a_loadable_model(tmp_path, tiny_tex
     processor = ProtoMolProcessor.from_pretrained(output_dir)
     logits = model(**processor(smiles=["CCO", "c1ccccc1N"], return_tensors="pt")).logits
     assert logits.shape == (2, 1) and bool(logits.isfinite().all())
+
+
+@pytest.mark.parametrize(("local_rank", "lent"), [(0, True), (1, False)])
+def test_main_process_borrows_the_threads_of_processes_waiting_for_its_text_cache(monkeypatch, local_rank, lent):
+    import torch
+
+    from protomol_hf.training import ProtoMolTrainingArguments, _cores_of_waiting_processes
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    args = ProtoMolTrainingArguments(output_dir="unused")
+    monkeypatch.setattr(ProtoMolTrainingArguments, "local_process_index", local_rank)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _cores_of_waiting_processes(args):
+            inside = torch.get_num_threads()
+        assert inside == (4 if lent else 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -369,6 +369,22 @@ def _unpartitioned_construction():
             hf_deepspeed.set_hf_deepspeed_config(active)
 
 
+@contextmanager
+def _cores_of_waiting_processes(training_args: TrainingArguments):
+    """On CPU, while the main process of a multi-process launch featurizes and caches the text states, the other
+    processes on the machine wait at `main_process_first`; lend it their threads (torchrun gives each one)."""
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if training_args.device.type != "cpu" or local_processes == 1 or training_args.local_process_index != 0:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(os.cpu_count() or threads, threads * local_processes))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _repair_cpu_deepspeed_state():
     """On a machine without GPUs, accelerate starts DeepSpeed's (gloo) process group but records no backend
     and a single process, so data sharding and metric gathers act as if alone. Record the real group."""
@@ -459,7 +475,10 @@ def run_training(
         )
         if table.task_type == "regression":
             model.set_target_statistics(table.labels[split["train"]])
-        with training_args.main_process_first(desc="featurization and text cache"):
+        with (
+            training_args.main_process_first(desc="featurization and text cache"),
+            _cores_of_waiting_processes(training_args),
+        ):
             dataset, collator = prepare_dataset(table, processor, model, data_args, device=training_args.device)
     _cast_for_deepspeed_half_precision(model, training_args)
     parts = {name: dataset.select(indices) for name, indices in split.items()}
