@@ -439,6 +439,15 @@ def config_sort_key(name: str) -> tuple:
     return (name != "default", name)
 
 
+def epochs_changed_by_extra(record: dict) -> bool:
+    """Whether an extra train argument (after `--`, so a later `--num_train_epochs` in the command) changed the
+    epochs the config set for this dataset."""
+    words = shlex.split(record["command"])
+    given = [float(words[i + 1]) for i, word in enumerate(words[:-1]) if word == "--num_train_epochs"]
+    configured = record["overrides"].get("num_train_epochs", given[0] if given else record["epochs"])
+    return configured != record["epochs"]
+
+
 def results_table(records: list[dict]) -> list[str]:
     """One row per dataset: random-split mean ± std (n), scaffold, epochs, wall time, per-dataset options."""
     lines = [
@@ -459,9 +468,7 @@ def results_table(records: list[dict]) -> list[str]:
         notes = [f"per-dataset: {format_options(json.loads(o))}" for o in sorted(overrides)]
         # Extra train arguments (after `--`) are only in the command; say when they changed the epochs.
         notes += [
-            f"{r['split']}: {r['epochs']:g} epochs by an extra argument"
-            for r in rows
-            if r["overrides"].get("num_train_epochs", r["epochs"]) != r["epochs"]
+            f"{r['split']}: {r['epochs']:g} epochs by an extra argument" for r in rows if epochs_changed_by_extra(r)
         ]
         shared = sorted(r["split"] for r in rows if r.get("parallel_jobs", 1) > 1)
         if shared:

@@ -241,12 +241,16 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     (tmp_path / "no_alignment.jsonl").write_text(lines[5] + "\n" + lines[5].replace("1.2", "1.1") + "\n")
     # A run whose epochs an extra train argument changed (`-- --num_train_epochs 5`) says so.
     shortened = make_record("default", "muv", "random_0", 0.70, epochs=5.0, overrides={"num_train_epochs": 10})
+    # ... also where the config sets the epochs for every dataset (the command then names them twice).
+    command = "python scripts/train.py --dataset_name tox21 --num_train_epochs 30 --num_train_epochs 15"
+    halved = make_record("default", "tox21", "random_0", 0.80, epochs=15.0, command=command)
     with (tmp_path / "default.jsonl").open("a") as results:
-        results.write(json.dumps(shortened) + "\n")
+        results.write(json.dumps(shortened) + "\n" + json.dumps(halved) + "\n")
 
     loaded = benchmark.load_records(tmp_path)
     report = benchmark.render_markdown(loaded, tmp_path)
-    assert len(loaded) == 9
+    assert len(loaded) == 10
+    assert "| tox21 | roc_auc ↑ | 0.800 | 1 | – | 15 | 10 | random_0: 15 epochs by an extra argument |" in report
     assert (
         "| muv | roc_auc ↑ | 0.700 | 1 | – | 5 | 10 | per-dataset: num_train_epochs=10; random_0: 5 epochs by an "
         in report
