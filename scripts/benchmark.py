@@ -439,6 +439,11 @@ def config_sort_key(name: str) -> tuple:
     return (name != "default", name)
 
 
+def metric_label(metric: str) -> str:
+    """The metric with the direction that is better: 'rmse ↓', 'roc_auc ↑'."""
+    return f"{metric} {'↓' if metric == 'rmse' else '↑'}"
+
+
 def epochs_changed_by_extra(record: dict) -> bool:
     """Whether an extra train argument (after `--`, so a later `--num_train_epochs` in the command) changed the
     epochs the config set for this dataset."""
@@ -462,7 +467,6 @@ def results_table(records: list[dict]) -> list[str]:
         random_values = [r["value"] for r in rows if is_random_split(r["split"])]
         scaffold_values = [r["value"] for r in rows if r["split"] == "scaffold"]
         metric = rows[0]["metric"]
-        arrow = "↓" if metric == "rmse" else "↑"
         scaffold = summarize(scaffold_values) + (f" (n={len(scaffold_values)})" if len(scaffold_values) > 1 else "")
         overrides = {json.dumps(r["overrides"], sort_keys=True) for r in rows if r["overrides"]}
         notes = [f"per-dataset: {format_options(json.loads(o))}" for o in sorted(overrides)]
@@ -475,7 +479,7 @@ def results_table(records: list[dict]) -> list[str]:
             notes.append(f"{', '.join(shared)}: run beside other runs (--jobs), wall time not comparable")
         wall = statistics.mean(r["wall_s"] for r in rows)
         lines.append(
-            f"| {dataset} | {metric} {arrow} | {summarize(random_values)} | {len(random_values)} | {scaffold} "
+            f"| {dataset} | {metric_label(metric)} | {summarize(random_values)} | {len(random_values)} | {scaffold} "
             f"| {format_epochs(rows)} | {wall:.0f} | {'; '.join(notes)} |"
         )
     return lines
@@ -534,30 +538,32 @@ def paired_comparison(records: list[dict]) -> list[str]:
         difference = statistics.mean(theirs) - statistics.mean(ours)
         valid_difference = statistics.mean(a["valid_value"] - b["valid_value"] for a, b in pairs)
         lines.append(
-            f"| {name} | {dataset} | {metric} {'↓' if metric == 'rmse' else '↑'} | {len(pairs)} "
+            f"| {name} | {dataset} | {metric_label(metric)} | {len(pairs)} "
             f"| {statistics.mean(ours):.3f} | {statistics.mean(theirs):.3f} | {difference:+.3f} "
             f"| {better} of {len(pairs)} | {valid_difference:+.3f} |"
         )
     return ["", *lines]
 
 
-def prototype_count(config_name: str) -> int | None:
-    """N of `default` or of a shipped config that differs from it only in the prototype options; else None."""
+def prototype_count(config_name: str, default: dict, default_count: int) -> int | None:
+    """N of `default` or of a shipped config whose options differ from the `default` options only in the
+    prototype options; else None."""
     if not (CONFIG_DIR / f"{config_name}.json").is_file():
         return None
-    from protomol_hf import ProtoMolConfig
-
     options = load_config(config_name, CONFIG_DIR).options
-    default = load_config("default", CONFIG_DIR).options
     changed = {key for key in options.keys() | default.keys() if options.get(key) != default.get(key)}
     if not changed <= PROTOTYPE_OPTIONS:
         return None
-    return options.get("num_prototypes_per_class", ProtoMolConfig().num_prototypes_per_class)
+    return options.get("num_prototypes_per_class", default_count)
 
 
 def prototype_count_table(records: list[dict]) -> list[str]:
     """Per dataset, the random-split test and validation means at each prototype count N that has runs."""
-    counts = {name: prototype_count(name) for name in {record["config"] for record in records}}
+    from protomol_hf import ProtoMolConfig
+
+    default = load_config("default", CONFIG_DIR).options
+    default_count = ProtoMolConfig().num_prototypes_per_class
+    counts = {name: prototype_count(name, default, default_count) for name in {record["config"] for record in records}}
     by_dataset: defaultdict[str, defaultdict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         if counts[record["config"]] is not None and is_random_split(record["split"]):
@@ -578,7 +584,7 @@ def prototype_count_table(records: list[dict]) -> list[str]:
         for count, count_records in sorted(by_count.items()):
             metric = count_records[0]["metric"]
             lines.append(
-                f"| {dataset} | {metric} {'↓' if metric == 'rmse' else '↑'} | {count} "
+                f"| {dataset} | {metric_label(metric)} | {count} "
                 f"| {summarize([r['value'] for r in count_records])} | {len(count_records)} "
                 f"| {statistics.mean(r['valid_value'] for r in count_records):.3f} |"
             )
