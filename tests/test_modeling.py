@@ -14,8 +14,15 @@ from protomol_hf import (
     ProtoMolModel,
     configuration_protomol,
     featurization_protomol,
+    modeling_protomol,
 )
-from protomol_hf.modeling_protomol import dense_atom_layout, top_k_log_probs
+from protomol_hf.modeling_protomol import (
+    ProtoMolAttention,
+    ProtoMolRefinerLayer,
+    cpu_dropout,
+    dense_atom_layout,
+    top_k_log_probs,
+)
 
 NAN = float("nan")
 
@@ -207,6 +214,46 @@ def test_attention_probabilities_have_their_own_dropout():
     layer = make_model(attention_dropout=0.3, attention_probs_dropout=0.0).protomol.layers[0]
     assert layer.refiner_layer.self_attn.dropout == 0.0 and layer.cross_modal.atoms_to_tokens.dropout == 0.0
     assert layer.refiner_layer.dropout1.p == layer.refiner_layer.dropout.p == 0.3
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_drops_a_fraction_p_and_rescales_the_rest(p):
+    states = torch.ones(3, 7, 10_000, requires_grad=True)
+    dropped = cpu_dropout(states, p)
+    kept = dropped != 0
+    assert dropped.shape == states.shape
+    assert abs(1 - kept.float().mean().item() - p) < 0.01
+    assert torch.allclose(dropped[kept], torch.tensor(1 / (1 - p)))
+    dropped.sum().backward()
+    assert torch.equal(states.grad != 0, kept)
+    torch.manual_seed(0)
+    first = cpu_dropout(states, p)
+    torch.manual_seed(0)
+    assert torch.equal(first, cpu_dropout(states, p))
+
+
+@pytest.mark.parametrize("float_padding", [False, True])
+def test_attention_computed_for_cpu_dropout_matches_torch(monkeypatch, float_padding):
+    # With the dropout itself switched off, the training path must compute what nn.MultiheadAttention computes.
+    monkeypatch.setattr(modeling_protomol, "cpu_dropout", lambda states, p: states)
+    torch.manual_seed(0)
+    attention = ProtoMolAttention(16, 4, dropout=0.1, batch_first=True).train()
+    reference = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+    reference.load_state_dict(attention.state_dict())
+    query, key = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    padding = torch.arange(7) >= torch.tensor([[7], [4], [1]])
+    if float_padding:
+        padding = torch.zeros(3, 7).masked_fill(padding, float("-inf"))
+    output, weights = attention(query, key, key, key_padding_mask=padding)
+    expected, expected_weights = reference(query, key, key, key_padding_mask=padding)
+    assert torch.allclose(output, expected, atol=1e-6) and torch.allclose(weights, expected_weights, atol=1e-6)
+
+
+def test_refiner_layer_keeps_the_weight_names_of_torch_encoder_layers():
+    # Checkpoints saved before ProtoMolRefinerLayer existed hold nn.TransformerEncoderLayer weights.
+    reference = torch.nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True, norm_first=True)
+    layer = ProtoMolRefinerLayer(tiny_config(hidden_size=32, refiner_intermediate_size=64))
+    assert layer.state_dict().keys() == reference.state_dict().keys()
 
 
 def test_attention_never_uses_cudnn_kernels(processor):
