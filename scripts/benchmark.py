@@ -264,12 +264,15 @@ def report_results(results: dict, output: Path | None) -> None:
 
 
 def git_commit() -> str:
-    """HEAD of the checkout, with '-dirty' when tracked files differ from it."""
+    """HEAD of the checkout, with '-dirty' when tracked files differ from it. The harness's own outputs (results,
+    report) do not count: a run that follows another in the same checkout would otherwise always be dirty."""
+    own_outputs = [f":(exclude){path.relative_to(REPO)}" for path in (DEFAULT_RESULTS_DIR, DEFAULT_DOCS_FILE)]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO, capture_output=True).returncode != 0
+        diff = ["git", "diff", "--quiet", "HEAD", "--", ".", *own_outputs]
+        dirty = subprocess.run(diff, cwd=REPO, capture_output=True).returncode != 0
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")

@@ -136,6 +136,23 @@ def test_parallel_runs_share_the_cores(benchmark, monkeypatch):
         benchmark.build_parser().parse_args(["--jobs", "0"])
 
 
+def test_commit_is_dirty_for_code_changes_but_not_for_the_harness_outputs(benchmark, monkeypatch, tmp_path):
+    for path in ("src.py", "benchmarks/results/default.jsonl", "docs/benchmarks.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("first\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    for command in (["init", "-q"], ["add", "."], ["commit", "-qm", "first"]):
+        subprocess.run(git + command, check=True)
+    monkeypatch.setattr(benchmark, "REPO", tmp_path)
+    monkeypatch.setattr(benchmark, "DEFAULT_RESULTS_DIR", tmp_path / "benchmarks" / "results")
+    monkeypatch.setattr(benchmark, "DEFAULT_DOCS_FILE", tmp_path / "docs" / "benchmarks.md")
+    (tmp_path / "benchmarks/results/default.jsonl").write_text("first\nsecond\n")
+    (tmp_path / "docs/benchmarks.md").write_text("rendered again\n")
+    assert not benchmark.git_commit().endswith("-dirty")
+    (tmp_path / "src.py").write_text("changed\n")
+    assert benchmark.git_commit().endswith("-dirty")
+
+
 def test_unknown_config_option_fails_before_running(tmp_path):
     (tmp_path / "typo.json").write_text(json.dumps({"cross_atention": "none"}))
     result = run_harness(tmp_path, "--config", "typo.json", "--datasets", "bace", "--splits", "random_0")
