@@ -741,11 +741,12 @@ def training_lines(records: list[dict]) -> list[str]:
     """Timing of harness runs on this machine (the benchmark's record format), one row per run."""
     lines = [
         "",
-        "Training with the benchmark harness on this machine (`python scripts/benchmark.py --config default "
-        "--datasets D --splits S -- OPTIONS`; the train.py options of each run are in the last column):",
+        "Training on this machine, in the benchmark harness's record format (`python scripts/benchmark.py --config "
+        "default --datasets D --splits S -- OPTIONS`, or the launch command shown). The last column is each run's "
+        "command without the data set, split and output folder:",
         "",
         "| dataset | split | epochs | s per epoch | wall s (data preparation included) | peak RSS MB | test metric "
-        "| train.py options |",
+        "| command |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
@@ -758,8 +759,11 @@ def training_lines(records: list[dict]) -> list[str]:
 
 
 def train_options(command: str) -> str:
-    """The options of a recorded train.py command, without the ones every run has (data set, split, output)."""
-    words, kept = command.split()[2:], []
+    """A recorded command without what every run has: `python scripts/train.py` and the data set, split and
+    output folder (a launcher such as `accelerate launch ...` stays)."""
+    words, kept = command.split(), []
+    if words[:2] == ["python", "scripts/train.py"]:
+        words = words[2:]
     while words:
         word = words.pop(0)
         if word in ("--dataset_name", "--split_file", "--output_dir"):

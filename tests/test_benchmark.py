@@ -349,9 +349,13 @@ def test_report_times_the_training_runs_of_a_gpu_folder(benchmark, tmp_path):
         peak_rss_mb=5478.0,
         command="python scripts/train.py --dataset_name hiv --split_file random_0 --output_dir /tmp/x --bf16",
     )
-    (gpu_dir / "train_hiv.jsonl").write_text(json.dumps(run) + "\n")
+    launched = dict(
+        run, command="accelerate launch --config_file c.yaml scripts/train.py --dataset_name hiv --output_dir /tmp/y"
+    )
+    (gpu_dir / "train_hiv.jsonl").write_text(json.dumps(run) + "\n" + json.dumps(launched) + "\n")
 
     report = benchmark.render_markdown([], tmp_path)
     # The GPU folder's runs are timed in its own section, not counted as results of the default config.
     assert "## Speed on H200" in report and "## Results: default" not in report
     assert "| hiv | random_0 | 2 | 77.0 | 203 | 5,478 | roc_auc 0.770 | `--bf16` |" in report
+    assert "| roc_auc 0.770 | `accelerate launch --config_file c.yaml scripts/train.py` |" in report
