@@ -233,20 +233,33 @@ def test_cpu_dropout_drops_a_fraction_p_and_rescales_the_rest(p):
 
 
 @pytest.mark.parametrize("float_padding", [False, True])
-def test_attention_computed_for_cpu_dropout_matches_torch(monkeypatch, float_padding):
-    # With the dropout itself switched off, the training path must compute what nn.MultiheadAttention computes.
+@pytest.mark.parametrize(
+    ("training", "dropout", "need_weights"),
+    [(True, 0.1, True), (True, 0.1, False), (True, 0.0, False), (False, 0.1, True), (False, 0.1, False)],
+    ids=["train-dropout-weights", "train-dropout", "train-no-dropout", "eval-weights", "eval-fused"],
+)
+def test_cpu_attention_matches_torch(monkeypatch, float_padding, training, dropout, need_weights):
+    # Every CPU path (explicit math for dropout or weights, the fused kernel otherwise) must compute what
+    # nn.MultiheadAttention computes, gradients included; the dropout itself is switched off to compare.
     monkeypatch.setattr(modeling_protomol, "cpu_dropout", lambda states, p: states)
     torch.manual_seed(0)
-    attention = ProtoMolAttention(16, 4, dropout=0.1, batch_first=True).train()
-    reference = torch.nn.MultiheadAttention(16, 4, batch_first=True)
+    attention = ProtoMolAttention(16, 4, dropout=dropout, batch_first=True).train(training)
+    reference = torch.nn.MultiheadAttention(16, 4, batch_first=True).train(training)
     reference.load_state_dict(attention.state_dict())
-    query, key = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    query, key = torch.randn(3, 5, 16, requires_grad=True), torch.randn(3, 7, 16)
     padding = torch.arange(7) >= torch.tensor([[7], [4], [1]])
     if float_padding:
         padding = torch.zeros(3, 7).masked_fill(padding, float("-inf"))
-    output, weights = attention(query, key, key, key_padding_mask=padding)
-    expected, expected_weights = reference(query, key, key, key_padding_mask=padding)
-    assert torch.allclose(output, expected, atol=1e-6) and torch.allclose(weights, expected_weights, atol=1e-6)
+    output, weights = attention(query, key, key, key_padding_mask=padding, need_weights=need_weights)
+    (query_grad,) = torch.autograd.grad(output.sum(), query)
+    expected, expected_weights = reference(query, key, key, key_padding_mask=padding, need_weights=need_weights)
+    (expected_query_grad,) = torch.autograd.grad(expected.sum(), query)
+    assert torch.allclose(output, expected, atol=1e-6)
+    assert torch.allclose(query_grad, expected_query_grad, atol=1e-5)
+    if need_weights:
+        assert torch.allclose(weights, expected_weights, atol=1e-6)
+    else:
+        assert weights is None
 
 
 def test_refiner_layer_keeps_the_weight_names_of_torch_encoder_layers():
