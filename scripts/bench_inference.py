@@ -32,7 +32,7 @@ from torch.nn.attention import sdpa_kernel
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
-from protomol_hf.cli import add_device_options
+from protomol_hf.cli import DEFAULT_FEATURIZATION_WORKERS, add_device_options
 from protomol_hf.data import bundled_dataset_path
 from protomol_hf.modeling_protomol import ATTENTION_BACKENDS
 from protomol_hf.prediction import featurize_rows, length_sorted_batches, predict_smiles
@@ -45,7 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dataset_name", default="hiv", help="Bundled set whose SMILES are predicted.")
     parser.add_argument("--num_molecules", type=int, default=10_000, help="SMILES taken from the start of the set.")
     parser.add_argument("--batch_size", type=int, default=64, help="Molecules per model call (predict's default).")
-    parser.add_argument("--num_workers", type=int, default=1, help="Featurization processes (predict's --num_workers).")
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=DEFAULT_FEATURIZATION_WORKERS,
+        help=f"Featurization processes (predict's --num_workers and its default, {DEFAULT_FEATURIZATION_WORKERS} here).",
+    )
     add_device_options(parser)
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the results.")
     return parser.parse_args(argv)

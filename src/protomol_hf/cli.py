@@ -25,6 +25,7 @@ from transformers.hf_argparser import DataClassType
 from .explanation import draw_atom_importance, explain_molecule, require_cross_attention
 from .prediction import (
     INVALID_ROW_POLICIES,
+    PARALLEL_CHUNK_SIZE,
     InvalidRowError,
     embed_smiles,
     predict_smiles,
@@ -43,6 +44,9 @@ class UsageError(Exception):
 
 # Reported in one line with exit code 2 (FloatingPointError: the training loss became NaN or inf).
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
+# Featurization runs before the model, so its processes never compete with the model's threads; more than 8
+# rarely pays for their start-up.
+DEFAULT_FEATURIZATION_WORKERS = min(os.cpu_count() or 1, 8)
 USER_ERRORS = (UsageError, FileNotFoundError, ValueError, FloatingPointError)
 
 
@@ -168,9 +172,10 @@ def _add_input_options(parser, output_help):
     parser.add_argument(
         "--num_workers",
         type=positive_int,
-        default=1,
-        help="Processes that featurize the molecules (RDKit, descriptions, tokens); on a GPU featurization is "
-        "the slow part, so give it the CPU cores.",
+        default=DEFAULT_FEATURIZATION_WORKERS,
+        help="Processes that featurize the molecules (RDKit, descriptions, tokens) before the model runs "
+        f"(default: the CPU cores, at most 8: {DEFAULT_FEATURIZATION_WORKERS} here). Inputs of at most "
+        f"{PARALLEL_CHUNK_SIZE} molecules are featurized in this process.",
     )
     add_device_options(parser)
 
