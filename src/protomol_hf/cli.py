@@ -42,11 +42,11 @@ class UsageError(Exception):
     """A problem the user can fix (missing file, column or model folder): reported in one line, exit code 2."""
 
 
-# Reported in one line with exit code 2 (FloatingPointError: the training loss became NaN or inf).
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
 # Featurization runs before the model, so its processes never compete with the model's threads; more than 8
 # rarely pays for their start-up.
 DEFAULT_FEATURIZATION_WORKERS = min(os.cpu_count() or 1, 8)
+# Reported in one line with exit code 2 (FloatingPointError: the training loss became NaN or inf).
 USER_ERRORS = (UsageError, FileNotFoundError, ValueError, FloatingPointError)
 
 

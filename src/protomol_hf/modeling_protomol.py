@@ -176,16 +176,19 @@ class ProtoMolAttention(nn.MultiheadAttention):
             F.linear(states, weight, bias).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
             for states, weight, bias in zip((query, key, value), self.in_proj_weight.chunk(3), biases, strict=True)
         )
-        padding = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        # One additive bias `[batch, 1, 1, key_len]` (-inf = padding) serves the fused kernel and the explicit math.
+        bias = None
+        if key_padding_mask is not None:
+            bias = key_padding_mask[:, None, None, :]
+            if bias.dtype == torch.bool:
+                bias = torch.zeros_like(bias, dtype=query.dtype).masked_fill(bias, float("-inf"))
         drops = _uses_cpu_dropout(query, self.dropout, self.training)
         if not (drops or need_weights):
-            # SDPA takes a bool mask as True = attend, a float mask as an additive bias (-inf = padding).
-            mask = None if padding is None else (~padding if padding.dtype == torch.bool else padding)
-            attended = F.scaled_dot_product_attention(query_heads, key_heads, value_heads, attn_mask=mask)
+            attended = F.scaled_dot_product_attention(query_heads, key_heads, value_heads, attn_mask=bias)
             return self.out_proj(attended.transpose(1, 2).reshape(batch_size, query_len, hidden)), None
         scores = query_heads @ key_heads.transpose(-2, -1) * self.head_dim**-0.5
-        if padding is not None:
-            scores = scores.masked_fill(padding, float("-inf")) if padding.dtype == torch.bool else scores + padding
+        if bias is not None:
+            scores = scores + bias
         probs = cpu_dropout(scores.softmax(-1), self.dropout) if drops else scores.softmax(-1)
         # As in nn.MultiheadAttention, the weights returned are the ones applied (after dropout).
         weights = (probs.mean(1) if average_attn_weights else probs) if need_weights else None
