@@ -303,6 +303,27 @@ def test_report_tabulates_the_prototype_count_sweep(benchmark, tmp_path):
     assert "| prototypes_3 | esol | rmse ↓ | 1 | 0.600 | 0.650 | +0.050 | 0 of 1 | +0.050 |" in report
 
 
+def test_report_counts_each_configuration_across_datasets(benchmark, tmp_path):
+    records = [
+        make_record("default", "bace", "random_0", 0.80),
+        make_record("default", "bace", "random_1", 0.84),
+        make_record("default", "esol", "random_0", 0.60, metric="rmse"),
+        # bace: better on one split, worse on the test mean, better on the validation mean; esol: a lower RMSE
+        # is better.
+        make_record("no_alignment", "bace", "random_0", 0.82, valid_value=0.90),
+        make_record("no_alignment", "bace", "random_1", 0.80, valid_value=0.78),
+        make_record("no_alignment", "esol", "random_0", 0.55, metric="rmse", valid_value=0.50),
+        # No default run on bbbp: not paired, not counted.
+        make_record("no_alignment", "bbbp", "random_0", 0.99),
+    ]
+    report = benchmark.render_markdown(records, tmp_path)
+
+    start = report.index("## Across datasets")
+    table = report[start : report.index("\n## ", start)]
+    assert "| no_alignment | bace, esol | 1 of 2 | 2 of 3 | 2 of 2 |" in table
+    assert "bbbp" not in table
+
+
 def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
     speed_dir = tmp_path / "speed"
     speed_dir.mkdir()
