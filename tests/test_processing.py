@@ -15,6 +15,7 @@ from protomol_hf import (
     ProtoMolFeaturizationError,
     ProtoMolForMolecularPropertyPrediction,
     ProtoMolProcessor,
+    canonical_smiles,
     describe_molecule,
     smiles_to_graph,
 )
@@ -185,20 +186,29 @@ def test_batch_equals_collated_features(processor):
     )
 
 
-def test_text_source_smiles_tokenizes_the_smiles(tokenizer):
+def test_text_source_smiles_tokenizes_the_canonical_smiles(tokenizer):
     processor = ProtoMolProcessor(tokenizer, text_source="smiles", max_text_length=64)
-    smiles = ["CCO", "c1ccccc1O", "CC(=O)[O-].[Na+]"]
+    smiles = ["OCC", "c1ccccc1O", "[Na+].CC(=O)[O-]"]
     features = processor(smiles=smiles)
-    for s, feature in zip(smiles, features, strict=True):
-        assert list(feature["input_ids"]) == tokenizer(s)["input_ids"]
+    for canonical, feature in zip(["CCO", "Oc1ccccc1", "CC(=O)[O-].[Na+]"], features, strict=True):
+        assert list(feature["input_ids"]) == tokenizer(canonical)["input_ids"]
         decoded = tokenizer.decode(feature["input_ids"], skip_special_tokens=True)
-        assert decoded.replace(" ", "") == s.lower()  # the MiniLM tokenizer is uncased
+        assert decoded.replace(" ", "") == canonical.lower()  # the MiniLM tokenizer is uncased
+
+
+def test_smiles_text_does_not_depend_on_how_the_smiles_is_written(tokenizer):
+    # Kekule and aromatic, other atom order, explicit hydrogens: one molecule, one text (a source's writing
+    # style would otherwise reach the model: ClinTox writes failed and approved drugs differently).
+    processor = ProtoMolProcessor(tokenizer, text_source="smiles")
+    writings = ["Oc1ccccc1", "OC1=CC=CC=C1", "c1ccc(O)cc1", "[OH]c1ccccc1"]
+    assert len({canonical_smiles(s) for s in writings}) == 1
+    assert len({tuple(feature["input_ids"]) for feature in processor(smiles=writings)}) == 1
 
 
 def test_text_source_can_be_chosen_per_call(processor, tokenizer):
     assert processor.text_source == "template"
     feature = processor(smiles="c1ccccc1O", text_source="smiles")
-    assert list(feature["input_ids"]) == tokenizer("c1ccccc1O")["input_ids"]
+    assert list(feature["input_ids"]) == tokenizer("Oc1ccccc1")["input_ids"]
 
 
 def test_template_text_is_the_deterministic_description(processor, tokenizer):
@@ -242,7 +252,8 @@ def test_text_is_truncated_to_max_text_length(tokenizer):
     assert len(feature["input_ids"]) == 10 and feature["input_ids"][-1] == tokenizer.sep_token_id
     batch = processor(smiles=SMILES, text_source="smiles", return_tensors="pt")
     assert batch["input_ids"].shape == (len(SMILES), 10)
-    assert batch["attention_mask"].sum(1).tolist() == [min(10, len(tokenizer(s)["input_ids"])) for s in SMILES]
+    expected = [min(10, len(tokenizer(canonical_smiles(s))["input_ids"])) for s in SMILES]
+    assert batch["attention_mask"].sum(1).tolist() == expected
 
 
 def test_label_shapes(processor):

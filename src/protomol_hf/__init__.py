@@ -4,7 +4,13 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import ProtoMolConfig
-from .featurization_protomol import FeaturizationFailure, ProtoMolFeaturizationError, describe_molecule, smiles_to_graph
+from .featurization_protomol import (
+    FeaturizationFailure,
+    ProtoMolFeaturizationError,
+    canonical_smiles,
+    describe_molecule,
+    smiles_to_graph,
+)
 from .modeling_protomol import (
     ProtoMolForMolecularPropertyPrediction,
     ProtoMolModel,
@@ -39,6 +45,7 @@ __all__ = [
     "ProtoMolPreTrainedModel",
     "ProtoMolProcessor",
     "ProtoMolPropertyPredictionOutput",
+    "canonical_smiles",
     "describe_molecule",
     "smiles_to_graph",
 ]

@@ -402,6 +402,14 @@ def find_functional_groups(mol: Chem.Mol) -> list[str]:
     return [name for name, pattern in _FUNCTIONAL_GROUP_PATTERNS if mol.HasSubstructMatch(pattern)]
 
 
+def canonical_smiles(smiles: str) -> str:
+    """RDKit's canonical isomeric SMILES: one string per molecule, however the input was written.
+
+    Raises ProtoMolFeaturizationError for input that cannot be parsed.
+    """
+    return Chem.MolToSmiles(_parse_smiles(smiles))
+
+
 def describe_molecule(smiles: str) -> str:
     """Deterministic English description of a molecule built from RDKit descriptors.
 

@@ -52,7 +52,7 @@ RUNTIME_PACKAGES = ("torch", "transformers", "torch-geometric", "rdkit")
 TEXT_SOURCE_DESCRIPTIONS = {
     "template": "a deterministic RDKit description (formula, weight, logP, TPSA, rings, functional groups) "
     "that the processor writes itself",
-    "smiles": "the SMILES string itself",
+    "smiles": "the molecule's canonical SMILES (RDKit), whatever way the input SMILES was written",
     "given": "supplied by the caller: pass `text=[...]` (one description per molecule, written like the "
     "training texts) to `model.predict`",
 }

@@ -17,6 +17,7 @@ from .featurization_protomol import (
     BOND_FEATURE_NAMES,
     DEFAULT_MAX_HEAVY_ATOMS,
     ProtoMolFeaturizationError,
+    canonical_smiles,
     describe_molecule,
     smiles_to_graph,
 )
@@ -31,7 +32,7 @@ def _check_text_source(text_source):
 
 def molecule_texts(smiles: Sequence[str], text: str | Sequence[str] | None, text_source: str) -> list[str]:
     """The description of each molecule: the given `text` (checked non-empty), else by `text_source`
-    ("smiles": the SMILES itself, "template": the RDKit description)."""
+    ("smiles": the canonical SMILES, "template": the RDKit description)."""
     _check_text_source(text_source)
     if text is not None:
         texts = [text] if isinstance(text, str) else list(text)
@@ -44,7 +45,9 @@ def molecule_texts(smiles: Sequence[str], text: str | Sequence[str] | None, text
     if text_source == "given":
         raise ValueError('text_source="given" needs `text` for every molecule')
     if text_source == "smiles":
-        return list(smiles)
+        # Canonical, so the text says which molecule it is and not how a source happened to write it (ClinTox
+        # writes its failed drugs in Kekule form and most approved ones aromatic: the raw string leaks the label).
+        return [canonical_smiles(s) for s in smiles]
     return [describe_molecule(s) for s in smiles]
 
 
@@ -54,7 +57,7 @@ class ProtoMolProcessor(ProcessorMixin):
     Args:
         tokenizer: the text model's tokenizer.
         text_source (`str`, defaults to "template"): where a molecule's text comes from when none is
-            given: "template" (deterministic RDKit description), "smiles" (the SMILES string) or
+            given: "template" (deterministic RDKit description), "smiles" (RDKit's canonical SMILES) or
             "given" (the caller must pass `text`).
         max_text_length (`int`, defaults to 256): descriptions are truncated to this many tokens.
         max_heavy_atoms (`int`, defaults to 500): larger molecules are rejected.

@@ -28,7 +28,7 @@ from datasets import Array2D, Dataset, Features, List, Value
 from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.integrations import deepspeed as hf_deepspeed
 
-from . import featurization_protomol
+from . import featurization_protomol, processing_protomol
 from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import BRANCHES, CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
 from .data import MolecularTable, TaskType, bundled_split_path, load_table, make_split, save_split
@@ -70,7 +70,7 @@ class ModelArguments:
     text_source: str = field(
         default="template",
         metadata={
-            "help": "Text per molecule when no --text_column: template (RDKit description) or smiles.",
+            "help": "Text per molecule when no --text_column: template (RDKit description) or smiles (canonical).",
             "choices": ["template", "smiles"],
         },
     )
@@ -275,7 +275,10 @@ def featurize_table(
     if table.texts is not None:
         columns["text"] = table.texts
     digest = hashlib.sha256()
-    digest.update(Path(featurization_protomol.__file__).read_bytes())
+    # The code that turns a row into graph arrays and text is part of the key: a change to it must not reuse
+    # an old cache.
+    for module in (featurization_protomol, processing_protomol):
+        digest.update(Path(module.__file__).read_bytes())
     digest.update(
         json.dumps([columns["smiles"], columns.get("text"), processor.text_source, processor.max_heavy_atoms]).encode()
     )
