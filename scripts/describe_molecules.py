@@ -6,7 +6,7 @@ Examples:
     python scripts/describe_molecules.py --input my.csv --smiles_column mol --model /models/llm --limit 100
 
 Any local causal language model whose tokenizer has a chat template works. Each prompt gives the model the
-SMILES and RDKit facts about it (formula, weight, logP, TPSA, donors/acceptors, rings, functional groups);
+canonical SMILES (RDKit) and RDKit facts about it (formula, weight, logP, TPSA, donors/acceptors, rings, functional groups);
 decoding is greedy, so the same model and input give the same descriptions. The output CSV is the input plus
 one text column, rewritten after every batch: run the same command again after an interruption and it goes
 on where it stopped. Rows whose SMILES RDKit cannot parse get an empty description and are listed at the end.
@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from protomol_hf import ProtoMolFeaturizationError, describe_molecule
+from protomol_hf import ProtoMolFeaturizationError, canonical_smiles, describe_molecule
 from protomol_hf.cli import UsageError, positive_int, run_reporting_user_errors
 
 PROGRAM = "describe_molecules.py"
@@ -175,6 +175,13 @@ def build_prompt(tokenizer, smiles: str, facts: str) -> str:
     return tokenizer.apply_chat_template(build_messages(smiles, facts), tokenize=False, add_generation_prompt=True)
 
 
+def molecule_prompt(tokenizer, smiles: str) -> str:
+    """The prompt for one input SMILES: its canonical form and its RDKit facts, so that the description does not
+    depend on how the input wrote the molecule (a model may echo the SMILES it is shown). Raises
+    ProtoMolFeaturizationError for an invalid SMILES."""
+    return build_prompt(tokenizer, canonical_smiles(smiles), describe_molecule(smiles))
+
+
 def greedy_generation_config(model, tokenizer, max_new_tokens: int):
     """The model's own generation settings (stop tokens, repetition penalty) with greedy decoding."""
     config = copy.deepcopy(model.generation_config)
@@ -242,7 +249,7 @@ def describe_rows(
         for row in batch:
             smiles = frame[args.smiles_column].iloc[row]
             try:
-                prompts[row] = build_prompt(tokenizer, smiles, describe_molecule(smiles))
+                prompts[row] = molecule_prompt(tokenizer, smiles)
             except ProtoMolFeaturizationError:
                 invalid_rows.append(row)
         if prompts:

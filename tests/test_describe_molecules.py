@@ -117,6 +117,12 @@ def test_prompt_has_the_smiles_and_the_rdkit_facts(chat_tokenizer):
     assert prompt.endswith("<|im_start|>assistant\n")  # the model writes the answer next
 
 
+def test_prompt_shows_the_canonical_smiles_however_the_input_writes_it(chat_tokenizer):
+    prompts = {describe_molecules.molecule_prompt(chat_tokenizer, s) for s in ("OC1=CC=CC=C1", "c1ccc(O)cc1")}
+    assert len(prompts) == 1
+    assert "Molecule (SMILES): Oc1ccccc1\n" in prompts.pop()
+
+
 def test_describes_valid_rows_and_leaves_invalid_ones_empty(full_run):
     output, printed = full_run
 
