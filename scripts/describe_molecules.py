@@ -6,10 +6,11 @@ Examples:
     python scripts/describe_molecules.py --input my.csv --smiles_column mol --model /models/llm --limit 100
 
 Any local causal language model whose tokenizer has a chat template works. Each prompt gives the model the
-canonical SMILES (RDKit) and RDKit facts about it (formula, weight, logP, TPSA, donors/acceptors, rings, functional groups);
-decoding is greedy, so the same model and input give the same descriptions. The output CSV is the input plus
-one text column, rewritten after every batch: run the same command again after an interruption and it goes
-on where it stopped. Rows whose SMILES RDKit cannot parse get an empty description and are listed at the end.
+canonical SMILES (RDKit) and RDKit facts about it (formula, weight, logP, TPSA, donors/acceptors, rings,
+functional groups); decoding is greedy, so the same model and input give the same descriptions. The output
+CSV is the input plus one text column, rewritten after every batch: run the same command again after an
+interruption and it goes on where it stopped. Rows whose SMILES RDKit cannot parse get an empty description
+and are listed at the end.
 """
 
 import argparse
