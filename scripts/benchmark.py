@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -322,9 +323,11 @@ def training_environment(jobs: int) -> dict | None:
     return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
 
 
-def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1) -> dict:
+def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, keep_checkpoints: bool = False) -> dict:
     """Train once, `jobs` runs sharing the machine; returns the record to append (raises RuntimeError with the
-    log tail when it fails)."""
+    log tail when it fails). The Trainer's checkpoint folders of a finished run are deleted unless
+    `keep_checkpoints`: the best model is saved in the run's folder, and each checkpoint holds the text model and
+    the optimizer state again (about 0.2 GB; a full benchmark would otherwise fill a disk)."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
     results_file = run.output_dir / "results.json"
     results_file.unlink(missing_ok=True)
@@ -342,6 +345,9 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1) ->
         tail = log_file.read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
         raise RuntimeError(f"exit code {process.returncode}, log {log_file}:\n{tail}")
     results = json.loads(results_file.read_text())
+    if not keep_checkpoints:
+        for checkpoint in run.output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
     metric = results["metric"]
     return {
         "system": SYSTEM,
@@ -367,7 +373,9 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1) ->
     }
 
 
-def run_benchmark(config: BenchmarkConfig, runs: list[PlannedRun], results_file: Path, jobs: int = 1) -> int:
+def run_benchmark(
+    config: BenchmarkConfig, runs: list[PlannedRun], results_file: Path, jobs: int = 1, keep_checkpoints: bool = False
+) -> int:
     """Run what `results_file` does not hold yet, `jobs` at a time, appending one line per finished run (under a
     lock, so lines never interleave); returns the failures."""
     done = {record_key(record) for record in read_jsonl(results_file)}
@@ -378,7 +386,7 @@ def run_benchmark(config: BenchmarkConfig, runs: list[PlannedRun], results_file:
         log_file = run.output_dir / "train.log"
         print(f"{label}: running, log {display_path(log_file)}", flush=True)
         try:
-            record = run_one(run, config.name, log_file, jobs)
+            record = run_one(run, config.name, log_file, jobs, keep_checkpoints)
         except RuntimeError as error:
             print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
             return False
@@ -987,6 +995,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(unless you set it). Wall times of overlapping runs are not comparable; the report says so (default: 1)",
     )
     parser.add_argument(
+        "--keep_checkpoints",
+        action="store_true",
+        help="keep the Trainer's checkpoint-* folders of finished runs (by default they are deleted; the best "
+        "model stays in OUTPUT_ROOT/CONFIG/DATASET/SPLIT)",
+    )
+    parser.add_argument(
         "--render_only", action="store_true", help="run nothing; render the report from the existing results"
     )
     return parser
@@ -1012,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        failures = run_benchmark(config, runs, results_dir / f"{config.name}.jsonl", args.jobs)
+        failures = run_benchmark(config, runs, results_dir / f"{config.name}.jsonl", args.jobs, args.keep_checkpoints)
     args.docs_file.parent.mkdir(parents=True, exist_ok=True)
     args.docs_file.write_text(render_markdown(load_records(results_dir), results_dir))
     print(f"wrote {display_path(args.docs_file)}")

@@ -69,6 +69,7 @@ def run_harness(tmp_path, *args):
 def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
     (tmp_path / "tiny.json").write_text(json.dumps(TINY_CONFIG))
     extra = ["--", "--text_model", str(tiny_text_model), "--cache_dir", str(tmp_path / "cache"), *TINY_MODEL_ARGS]
+    extra += ["--save_strategy", "steps", "--save_steps", "1"]  # a checkpoint, for the harness to clean up
     results_file = tmp_path / "results" / "tiny.jsonl"
 
     first = run_harness(
@@ -107,7 +108,10 @@ def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
         "python scripts/train.py --dataset_name bace --split_file random_0 --output_dir "
     )
     assert "--max_steps 1" in record["command"] and "--load_best_model_at_end false" in record["command"]
+    # The run's model stays; the checkpoint its one step saved is gone.
     assert (tmp_path / "runs" / "tiny" / "bace" / "random_0" / "results.json").is_file()
+    assert (tmp_path / "runs" / "tiny" / "bace" / "random_0" / "model.safetensors").is_file()
+    assert not list((tmp_path / "runs" / "tiny" / "bace" / "random_0").glob("checkpoint-*"))
 
     second = run_harness(tmp_path, "--config", "tiny.json", "--datasets", "bace", "--splits", "random_0", *extra)
     assert second.returncode == 0, second.stdout + second.stderr
