@@ -277,8 +277,8 @@ def featurize_table(
     digest = hashlib.sha256()
     # The code that turns a row into graph arrays and text is part of the key: a change to it must not reuse
     # an old cache.
-    for module in (featurization_protomol, processing_protomol):
-        digest.update(Path(module.__file__).read_bytes())
+    for source_file in (featurization_protomol.__file__, processing_protomol.__file__):
+        digest.update(Path(source_file).read_bytes())
     digest.update(
         json.dumps([columns["smiles"], columns.get("text"), processor.text_source, processor.max_heavy_atoms]).encode()
     )
