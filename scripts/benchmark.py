@@ -534,9 +534,17 @@ class Pairing:
         return -1 if self.metric == "rmse" else 1
 
     @property
+    def default_mean(self) -> float:
+        return statistics.mean(self.default_values)
+
+    @property
+    def config_mean(self) -> float:
+        return statistics.mean(self.config_values)
+
+    @property
     def difference(self) -> float:
         """Configuration minus default, test means."""
-        return statistics.mean(self.config_values) - statistics.mean(self.default_values)
+        return self.config_mean - self.default_mean
 
     @property
     def better(self) -> bool:
@@ -597,7 +605,7 @@ def paired_comparison(pairings: list[Pairing]) -> list[str]:
         n = len(pairing.config_values)
         lines.append(
             f"| {pairing.config} | {pairing.dataset} | {metric_label(pairing.metric)} | {n} "
-            f"| {statistics.mean(pairing.default_values):.3f} | {statistics.mean(pairing.config_values):.3f} "
+            f"| {pairing.default_mean:.3f} | {pairing.config_mean:.3f} "
             f"| {pairing.difference:+.3f} | {pairing.better_splits} of {n} | {pairing.valid_difference:+.3f} |"
         )
     return ["", *lines]
@@ -605,11 +613,11 @@ def paired_comparison(pairings: list[Pairing]) -> list[str]:
 
 def paired_summary(pairings: list[Pairing]) -> list[str]:
     """Per configuration, the table above counted over datasets: the verdict on each component."""
+    if not pairings:
+        return []
     by_config = defaultdict(list)
     for pairing in pairings:
         by_config[pairing.config].append(pairing)
-    if not by_config:
-        return []
     lines = [
         "## Across datasets",
         "",
