@@ -496,6 +496,19 @@ def results_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def missing_default_runs(records: list[dict]) -> list[str]:
+    """The protocol's default runs (every bundled dataset, DEFAULT_SPLITS) with no record yet, as report lines."""
+    from protomol_hf.data import MOLECULENET_DATASETS
+
+    done = {(r["dataset"], r["split"]) for r in records if r["config"] == "default" and r["system"] == SYSTEM}
+    missing = [
+        f"{dataset} ({', '.join(splits)})"
+        for dataset in sorted(MOLECULENET_DATASETS)
+        if (splits := [split for split in DEFAULT_SPLITS if (dataset, split) not in done])
+    ]
+    return ["", f"Not run yet: {'; '.join(missing)}."] if missing else []
+
+
 def paper_comparison(records: list[dict]) -> list[str]:
     lines = [
         "| dataset | metric | paper's figure (not measured here) | source | this harness, random splits |",
@@ -942,6 +955,7 @@ def render_markdown(records: list[dict], results_dir: Path) -> str:
             f"## Results: {name} ({system})",
             "",
             *results_table(config_records),
+            *(missing_default_runs(config_records) if (name, system) == ("default", SYSTEM) else []),
             "",
             "Hardware (runs): " + "; ".join(f"{machine} ({count})" for machine, count in sorted(hardware.items())),
             "",

@@ -286,6 +286,11 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     assert "| graph_only | `{" in report and "not yet available" not in report
     assert report.index("## Results: default") < report.index("## Results: no_alignment")
     assert benchmark.render_markdown(list(reversed(loaded)), tmp_path) == report
+    # The default's protocol runs with no record are named (an ablation's missing runs are not).
+    missing = report[report.index("Not run yet: ") :].splitlines()[0]
+    assert missing.startswith("Not run yet: bbbp (random_0, random_1, random_2, scaffold); clintox (")
+    assert "bace" not in missing and "hiv (random_1, random_2, scaffold)" in missing
+    assert report.count("Not run yet") == 1
 
 
 def test_report_tabulates_the_prototype_count_sweep(benchmark, tmp_path):
