@@ -27,6 +27,13 @@ from protomol_hf.modeling_protomol import (
 NAN = float("nan")
 
 
+def assert_same_outputs(actual, expected):
+    """Outputs of a model and its reload. Weights load bit for bit (checked where the state dicts are
+    compared), but CPU matmul kernels may pick a different path for differently aligned buffers, which moves
+    float32 results in the last bits (seen on AMD EPYC); a weight that failed to load moves them by far more."""
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-7)
+
+
 def make_model(**overrides):
     model = ProtoMolForMolecularPropertyPrediction(tiny_config(**overrides))
     if model.config.problem_type == "regression":
@@ -343,7 +350,7 @@ def test_save_and_load_in_a_process_without_the_package(processor, tmp_path):
     loaded = json.loads(stdout.strip().splitlines()[-1])
     assert loaded["class"] == "ProtoMolForMolecularPropertyPrediction"
     assert loaded["max_text_length"] == processor.max_text_length
-    assert torch.equal(torch.tensor(loaded["logits"]), expected)
+    assert_same_outputs(torch.tensor(loaded["logits"]), expected)
 
 
 @pytest.mark.parametrize("problem_type", ["classification", "regression"])
@@ -382,7 +389,7 @@ def test_lora_trains_only_adapters_and_reloads(processor, tmp_path):
     model.eval().save_pretrained(tmp_path / "lora_checkpoint")
     reloaded = ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "lora_checkpoint").eval()
     with torch.no_grad():
-        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+        assert_same_outputs(model(**batch).logits, reloaded(**batch).logits)
 
 
 def test_from_text_pretrained_loads_the_language_model_weights(tmp_path):
@@ -416,7 +423,7 @@ def test_qwen2_text_model_end_to_end(processor, tmp_path):
     model.eval().save_pretrained(tmp_path / "qwen_checkpoint")
     reloaded = ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "qwen_checkpoint").eval()
     with torch.no_grad():
-        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+        assert_same_outputs(model(**batch).logits, reloaded(**batch).logits)
 
 
 def test_base_model_returns_summaries_without_head(processor):
