@@ -496,11 +496,12 @@ def results_table(records: list[dict]) -> list[str]:
     return lines
 
 
-def missing_default_runs(records: list[dict]) -> list[str]:
-    """The protocol's default runs (every bundled dataset, DEFAULT_SPLITS) with no record yet, as report lines."""
+def missing_default_runs(default_records: list[dict]) -> list[str]:
+    """The protocol's default runs (every bundled dataset, DEFAULT_SPLITS) that `default_records`, the default
+    config's runs, lack, as report lines."""
     from protomol_hf.data import MOLECULENET_DATASETS
 
-    done = {(r["dataset"], r["split"]) for r in records if r["config"] == "default" and r["system"] == SYSTEM}
+    done = {(r["dataset"], r["split"]) for r in default_records}
     missing = [
         f"{dataset} ({', '.join(splits)})"
         for dataset in sorted(MOLECULENET_DATASETS)
