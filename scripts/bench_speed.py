@@ -5,8 +5,8 @@ Runs, one after another (each in its own process, so timings and peak memory do 
   1. featurization: `benchmark_featurization.py` (HIV SMILES; ours vs torch_geometric's from_smiles);
   2. text-feature caching: `bench_text_cache.py` per dataset (cache build vs the bare text model);
   3. prediction from SMILES: `bench_inference.py` (10,000 HIV molecules; vs the bare text model);
-  4. training: the benchmark harness, default config, per --train_datasets on random_0
-     (seconds per epoch, time to the best validation epoch, peak RSS);
+  4. training: the benchmark harness, each of --train_configs (default: the default config) per
+     --train_datasets on random_0 (seconds per epoch, time to the best validation epoch, peak RSS);
   5. chemprop v2 defaults on the same splits (`bench_chemprop.py`, its own virtual environment), when
      its executable exists, and `chemprop predict` with the first model on the molecules of step 3 that
      RDKit parses (chemprop stops at an unparsable SMILES);
@@ -16,6 +16,7 @@ Time to the best validation epoch is seconds per epoch (training wall time over 
 epoch, for both systems. A full run on 2 CPU cores takes about 40 minutes with BACE alone.
 
     python scripts/bench_speed.py --train_datasets bace
+    python scripts/bench_speed.py --train_datasets bace --train_configs default bf16   # also bf16 autocast
     python scripts/bench_speed.py --quick --output_dir /tmp/speed   # seconds-long smoke run of every step
 """
 
@@ -43,6 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--train_datasets", nargs="*", default=["bace"], help="Sets trained on random_0 (steps 4 and 5; none: skip)."
+    )
+    parser.add_argument(
+        "--train_configs",
+        nargs="+",
+        default=["default"],
+        help="Benchmark configs trained in step 4 (names in benchmarks/configs/), each compared with chemprop.",
     )
     parser.add_argument(
         "--chemprop",
@@ -83,6 +90,12 @@ def training_speed(record: dict) -> dict:
     }
 
 
+def newest_record(results_file: Path, dataset: str) -> dict | None:
+    """The last record of `dataset` in a results file (the files accumulate over runs), or None."""
+    records = [record for record in read_jsonl(results_file) if record["dataset"] == dataset]
+    return records[-1] if records else None
+
+
 def chemprop_inference(chemprop: str, model: Path, num_molecules: int, folder: Path) -> dict:
     """`chemprop predict` (start-up included) on the parsable ones of the first HIV rows that step 3 predicts."""
     RDLogger.DisableLog("rdApp.*")
@@ -114,9 +127,10 @@ def main(argv=None) -> dict:
     chemprop_found = Path(args.chemprop).is_file()
     for dataset in args.train_datasets:
         train_args = ["--", "--num_train_epochs", "2"] if args.quick else []
-        run_step(f"ProtoMol training {dataset}", [str(SCRIPTS / "benchmark.py"), "--config", "default", "--datasets",
-                 dataset, "--splits", "random_0", "--results_dir", str(out), "--output_root", str(runs),
-                 "--docs_file", str(runs / "benchmarks.md"), *train_args])  # fmt: skip
+        for config in args.train_configs:
+            run_step(f"ProtoMol training {dataset}, {config}", [str(SCRIPTS / "benchmark.py"), "--config", config,
+                     "--datasets", dataset, "--splits", "random_0", "--results_dir", str(out), "--output_root",
+                     str(runs), "--docs_file", str(runs / "benchmarks.md"), *train_args])  # fmt: skip
         if chemprop_found:
             run_step(f"chemprop {dataset}", [str(SCRIPTS / "bench_chemprop.py"), "--dataset_name", dataset,
                      "--split", "random_0", "--chemprop", args.chemprop, "--results", str(out / "chemprop.jsonl"),
@@ -137,17 +151,22 @@ def main(argv=None) -> dict:
         "training": {},
         "chemprop": "ran" if chemprop_found else f"skipped: {args.chemprop} not found (make chemprop-venv)",
     }
-    records = read_jsonl(out / "default.jsonl") + read_jsonl(out / "chemprop.jsonl")
     for dataset in args.train_datasets:
-        # The newest record of each system on this dataset (the files accumulate over runs).
-        latest = {record["system"]: record for record in records if record["dataset"] == dataset}
-        entry = {system: training_speed(record) for system, record in latest.items()}
-        if "protomol" in entry and "chemprop" in entry:
-            ours, theirs = entry["protomol"], entry["chemprop"]
-            entry["protomol_over_chemprop"] = {
-                "time_to_best_validation": round(ours["time_to_best_validation_s"] / theirs["time_to_best_validation_s"], 2),
-                "seconds_per_epoch": round(ours["seconds_per_epoch"] / theirs["seconds_per_epoch"], 2),
-            }  # fmt: skip
+        entry: dict = {"protomol": {}, "protomol_over_chemprop": {}}
+        chemprop_record = newest_record(out / "chemprop.jsonl", dataset)
+        theirs = training_speed(chemprop_record) if chemprop_record else None
+        if theirs:
+            entry["chemprop"] = theirs
+        for config in args.train_configs:
+            record = newest_record(out / f"{config}.jsonl", dataset)
+            if record is None:
+                continue
+            ours = entry["protomol"][config] = training_speed(record)
+            if theirs:
+                entry["protomol_over_chemprop"][config] = {
+                    "time_to_best_validation": round(ours["time_to_best_validation_s"] / theirs["time_to_best_validation_s"], 2),
+                    "seconds_per_epoch": round(ours["seconds_per_epoch"] / theirs["seconds_per_epoch"], 2),
+                }  # fmt: skip
         summary["training"][dataset] = entry
     ours = inference["molecules_per_s"]["protomol_predict_cli"]
     summary["inference"] = {"protomol_predict_molecules_per_s": ours}

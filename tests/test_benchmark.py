@@ -336,8 +336,21 @@ def test_report_counts_each_configuration_across_datasets(benchmark, tmp_path):
 def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
     speed_dir = tmp_path / "speed"
     speed_dir.mkdir()
-    ours = {"seconds_per_epoch": 30.0, "best_epoch": 4, "time_to_best_validation_s": 120.0, "peak_rss_mb": 1700}
-    theirs = {"seconds_per_epoch": 3.0, "best_epoch": 20, "time_to_best_validation_s": 60.0, "peak_rss_mb": 800}
+    ours = {
+        "seconds_per_epoch": 30.0,
+        "best_epoch": 4,
+        "time_to_best_validation_s": 120.0,
+        "peak_rss_mb": 1700,
+        "test_roc_auc": 0.85,
+    }
+    ours_bf16 = {**ours, "seconds_per_epoch": 15.0, "time_to_best_validation_s": 60.0, "test_roc_auc": 0.84}
+    theirs = {
+        "seconds_per_epoch": 3.0,
+        "best_epoch": 20,
+        "time_to_best_validation_s": 60.0,
+        "peak_rss_mb": 800,
+        "test_roc_auc": 0.86,
+    }
     summary = {
         "git_commit": "abc",
         "hardware": make_record("default", "bace", "random_0", 0.8)["hardware"],
@@ -345,9 +358,12 @@ def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
         "prediction_vs_bare_text_model": 0.71,
         "training": {
             "bace": {
-                "protomol": ours,
+                "protomol": {"default": ours, "bf16": ours_bf16},
                 "chemprop": theirs,
-                "protomol_over_chemprop": {"time_to_best_validation": 2.0, "seconds_per_epoch": 10.0},
+                "protomol_over_chemprop": {
+                    "default": {"time_to_best_validation": 2.0, "seconds_per_epoch": 10.0},
+                    "bf16": {"time_to_best_validation": 1.0, "seconds_per_epoch": 5.0},
+                },
             }
         },
         "chemprop": "ran",
@@ -361,7 +377,9 @@ def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
 
     report = benchmark.render_markdown([], tmp_path)
     assert "## Speed against chemprop, in one run" in report and "Speed on SPEED" not in report
-    assert "| bace random_0: time to best validation (s) | 120.0 | 60.0 | 2.0 |" in report
+    assert "| bace random_0, default: time to best validation (s) | 120.0 | 60.0 | 2.0 |" in report
+    assert "| bace random_0, bf16: seconds per epoch | 15.0 | 3.0 | 5.0 |" in report
+    assert "| bace random_0, bf16: peak RSS (MB), best epoch, roc_auc | 1700, 4, 0.84 | 800, 20, 0.86 | |" in report
     assert "| 60.0 | 285.7 | 0.21 |" in report
 
 
