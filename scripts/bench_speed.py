@@ -4,7 +4,8 @@
 Runs, one after another (each in its own process, so timings and peak memory do not mix):
   1. featurization: `benchmark_featurization.py` (HIV SMILES; ours vs torch_geometric's from_smiles);
   2. text-feature caching: `bench_text_cache.py` per dataset (cache build vs the bare text model);
-  3. prediction from SMILES: `bench_inference.py` (10,000 HIV molecules; vs the bare text model);
+  3. prediction from SMILES: `bench_inference.py` (10,000 HIV molecules; vs the bare text model), in each of
+     --inference_dtypes;
   4. training: the benchmark harness, each of --train_configs (default: the default config) per
      --train_datasets on random_0 (seconds per epoch, time to the best validation epoch, peak RSS);
   5. chemprop v2 defaults on the same splits (`bench_chemprop.py`, its own virtual environment), when
@@ -16,7 +17,7 @@ Time to the best validation epoch is seconds per epoch (training wall time over 
 epoch, for both systems. A full run on 2 CPU cores takes about 40 minutes with BACE alone.
 
     python scripts/bench_speed.py --train_datasets bace
-    python scripts/bench_speed.py --train_datasets bace --train_configs default bf16   # also bf16 autocast
+    python scripts/bench_speed.py --train_datasets bace --train_configs default bf16 --inference_dtypes float32 bfloat16
     python scripts/bench_speed.py --quick --output_dir /tmp/speed   # seconds-long smoke run of every step
 """
 
@@ -50,6 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=["default"],
         help="Benchmark configs trained in step 4 (names in benchmarks/configs/), each compared with chemprop.",
+    )
+    parser.add_argument(
+        "--inference_dtypes",
+        nargs="+",
+        default=["float32"],
+        choices=["float32", "bfloat16"],
+        help="Model dtypes that step 3 predicts in (`protomol predict --dtype`), each compared with chemprop.",
     )
     parser.add_argument(
         "--chemprop",
@@ -90,6 +98,11 @@ def training_speed(record: dict) -> dict:
     }
 
 
+def inference_file_name(dtype: str) -> str:
+    """Step 3's output file: inference.json for float32, inference_<dtype>.json otherwise."""
+    return "inference.json" if dtype == "float32" else f"inference_{dtype}.json"
+
+
 def newest_record(results_file: Path, dataset: str) -> dict | None:
     """The last record of `dataset` in a results file (the files accumulate over runs), or None."""
     records = [record for record in read_jsonl(results_file) if record["dataset"] == dataset]
@@ -123,7 +136,9 @@ def main(argv=None) -> dict:
         output = out / f"text_cache_{dataset}.json"
         run_step(f"text cache {dataset}", [str(SCRIPTS / "bench_text_cache.py"), "--dataset_name", dataset, *size,
                                            "--output", str(output)])  # fmt: skip
-    run_step("inference", [str(SCRIPTS / "bench_inference.py"), *size, "--output", str(out / "inference.json")])
+    for dtype in args.inference_dtypes:
+        run_step(f"inference, {dtype}", [str(SCRIPTS / "bench_inference.py"), *size, "--dtype", dtype,
+                 "--output", str(out / inference_file_name(dtype))])  # fmt: skip
     chemprop_found = Path(args.chemprop).is_file()
     for dataset in args.train_datasets:
         train_args = ["--", "--num_train_epochs", "2"] if args.quick else []
@@ -136,14 +151,16 @@ def main(argv=None) -> dict:
                      "--split", "random_0", "--chemprop", args.chemprop, "--results", str(out / "chemprop.jsonl"),
                      "--output_dir", str(runs / "chemprop"), *(["--epochs", "2"] if args.quick else [])])  # fmt: skip
 
-    inference = json.loads((out / "inference.json").read_text())
+    inference = {dtype: json.loads((out / inference_file_name(dtype)).read_text()) for dtype in args.inference_dtypes}
     featurization = json.loads((out / "featurization.json").read_text())
     summary: dict = {
         "git_commit": git_commit(),
         "hardware": describe_hardware(),
         "quick": args.quick,
         "featurization_per_core_vs_from_smiles": featurization["speedup_per_core_vs_from_smiles"],
-        "prediction_vs_bare_text_model": inference["predict_vs_bare_text_model"],
+        "prediction_vs_bare_text_model": {
+            dtype: rates["predict_vs_bare_text_model"] for dtype, rates in inference.items()
+        },
         "text_cache": {
             dataset: json.loads((out / f"text_cache_{dataset}.json").read_text())["texts_per_s"]
             for dataset in args.cache_datasets
@@ -168,13 +185,16 @@ def main(argv=None) -> dict:
                     "seconds_per_epoch": round(ours["seconds_per_epoch"] / theirs["seconds_per_epoch"], 2),
                 }  # fmt: skip
         summary["training"][dataset] = entry
-    ours = inference["molecules_per_s"]["protomol_predict_cli"]
+    ours = {dtype: rates["molecules_per_s"]["protomol_predict_cli"] for dtype, rates in inference.items()}
     summary["inference"] = {"protomol_predict_molecules_per_s": ours}
     if chemprop_found and args.train_datasets:
         model = runs / "chemprop" / args.train_datasets[0] / "random_0" / "seed_0" / "train" / "model_0" / "best.pt"
-        theirs = chemprop_inference(args.chemprop, model, inference["num_molecules"], runs / "chemprop")
+        num_molecules = inference[args.inference_dtypes[0]]["num_molecules"]
+        theirs = chemprop_inference(args.chemprop, model, num_molecules, runs / "chemprop")
         summary["inference"]["chemprop_predict"] = theirs
-        summary["inference"]["protomol_over_chemprop"] = round(ours / theirs["molecules_per_s"], 3)
+        summary["inference"]["protomol_over_chemprop"] = {
+            dtype: round(rate / theirs["molecules_per_s"], 3) for dtype, rate in ours.items()
+        }
     report_results(summary, out / "speed.json")
     return summary
 

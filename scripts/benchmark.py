@@ -779,16 +779,17 @@ def speed_comparison(folder: Path) -> list[str]:
                 f"{theirs.get('best_epoch', '–')}, {theirs.get(test_key, '–')} | |"
             )
     inference = summary["inference"]
-    if "chemprop_predict" in inference:
-        theirs = inference["chemprop_predict"]
+    theirs = inference.get("chemprop_predict")
+    for dtype, ours in inference["protomol_predict_molecules_per_s"].items():
+        chemprop_note = f"; chemprop on the {theirs['molecules']:,} parsable ones" if theirs else ""
         lines.append(
-            f"| predict from SMILES (molecules/s, start-up included; chemprop on the {theirs['molecules']:,} "
-            f"parsable ones) | {inference['protomol_predict_molecules_per_s']} | {theirs['molecules_per_s']} | "
-            f"{inference['protomol_over_chemprop']} |"
+            f"| predict from SMILES, ProtoMol in {dtype} (molecules/s, start-up included{chemprop_note}) | {ours} | "
+            f"{theirs['molecules_per_s'] if theirs else '–'} | {inference.get('protomol_over_chemprop', {}).get(dtype, '–')} |"
         )
+    shares = ", ".join(f"{share:.0%} in {dtype}" for dtype, share in summary["prediction_vs_bare_text_model"].items())
     lines += [
         "",
-        f"Prediction at {summary['prediction_vs_bare_text_model']:.0%} of the bare text model; featurization "
+        f"Prediction from SMILES at {shares} of the bare text model (in the same dtype); featurization "
         f"{summary['featurization_per_core_vs_from_smiles']:.2f}x `from_smiles` per core. The steps' own figures:",
     ]
     return lines + speed_section(folder, heading="Speed in that run: the steps of bench_speed.py")
@@ -798,7 +799,9 @@ def run_settings(results: dict) -> str:
     """Where a speed script ran: the CPU count, and the GPU and precision when it used one."""
     machine = results["machine"]
     if not machine.get("cuda_device"):
-        return f"{machine['cpu_count']} CPUs"
+        return f"{machine['cpu_count']} CPUs" + (
+            f", {results['dtype']}" if results.get("dtype", "float32") != "float32" else ""
+        )
     return f"{machine['cuda_device']}, {results['dtype']}, {machine['cpu_count']} CPUs"
 
 

@@ -355,7 +355,7 @@ def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
         "git_commit": "abc",
         "hardware": make_record("default", "bace", "random_0", 0.8)["hardware"],
         "featurization_per_core_vs_from_smiles": 2.2,
-        "prediction_vs_bare_text_model": 0.71,
+        "prediction_vs_bare_text_model": {"float32": 0.71, "bfloat16": 0.75},
         "training": {
             "bace": {
                 "protomol": {"default": ours, "bf16": ours_bf16},
@@ -368,9 +368,9 @@ def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
         },
         "chemprop": "ran",
         "inference": {
-            "protomol_predict_molecules_per_s": 60.0,
+            "protomol_predict_molecules_per_s": {"float32": 60.0, "bfloat16": 120.0},
             "chemprop_predict": {"molecules": 9998, "seconds": 35.0, "molecules_per_s": 285.7},
-            "protomol_over_chemprop": 0.21,
+            "protomol_over_chemprop": {"float32": 0.21, "bfloat16": 0.42},
         },
     }
     (speed_dir / "speed.json").write_text(json.dumps(summary))
@@ -380,7 +380,15 @@ def test_report_shows_the_ratios_of_a_bench_speed_run(benchmark, tmp_path):
     assert "| bace random_0, default: time to best validation (s) | 120.0 | 60.0 | 2.0 |" in report
     assert "| bace random_0, bf16: seconds per epoch | 15.0 | 3.0 | 5.0 |" in report
     assert "| bace random_0, bf16: peak RSS (MB), best epoch, roc_auc | 1700, 4, 0.84 | 800, 20, 0.86 | |" in report
-    assert "| 60.0 | 285.7 | 0.21 |" in report
+    assert (
+        "ProtoMol in float32 (molecules/s, start-up included; chemprop on the 9,998 parsable ones) | 60.0 | 285.7 | 0.21 |"
+        in report
+    )
+    assert (
+        "ProtoMol in bfloat16 (molecules/s, start-up included; chemprop on the 9,998 parsable ones) | 120.0 | 285.7 | 0.42 |"
+        in report
+    )
+    assert "Prediction from SMILES at 71% in float32, 75% in bfloat16 of the bare text model" in report
 
 
 def test_report_times_the_training_runs_of_a_gpu_folder(benchmark, tmp_path):
