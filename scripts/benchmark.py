@@ -736,8 +736,8 @@ def speed_section(results_dir: Path, heading: str = "Speed") -> list[str]:
         ]
     if text_cache_files:
         lines += text_cache_table([json.loads(path.read_text()) for path in text_cache_files])
-    for inference_file in inference_files:
-        lines += inference_lines(json.loads(inference_file.read_text()))
+    for index, inference_file in enumerate(inference_files):
+        lines += [""] * (index > 0) + inference_lines(json.loads(inference_file.read_text()))
     for profile_file in profile_files:
         lines += profile_lines(json.loads(profile_file.read_text()))
     if training_files:

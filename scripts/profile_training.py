@@ -7,9 +7,10 @@ Builds the default model (frozen MiniLM, cached token states, as `scripts/train.
     GINE layers, refiner layers, cross-attention, readout and prototypes, predictor), and the rest of
     the step (backward, optimizer) as the remainder;
   * the operators with the most self CPU time (torch.profiler).
-On a GPU (--device cuda, optionally --bf16 autocast as the Trainer's --bf16), the part times are the host's
-(the time to issue the work; a small model is often limited by it), and the profile adds the GPU's busy time
-per step, the operators with the most GPU time and the host-device synchronizations per step.
+--bf16 autocasts as the Trainer's --bf16 does, on CPU (worth it where the CPU has AVX512-BF16 or AMX) and GPU.
+On a GPU (--device cuda), the part times are the host's (the time to issue the work; a small model is often
+limited by it), and the profile adds the GPU's busy time per step, the operators with the most GPU time and
+the host-device synchronizations per step.
 Writes the figures as JSON (--output) and prints them.
 
     python scripts/profile_training.py --output benchmarks/results/profile_training.json

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import FIXTURES, REPO, run_without_protomol_hf, train, train_command
+from safetensors.torch import load_file
 
 from protomol_hf.cli import main
 from protomol_hf.metrics import MoleculeNetMetric
@@ -86,6 +88,19 @@ def test_train_script_trains_saves_and_reports(tmp_path, tiny_text_model, csv, m
         cwd=tmp_path,
     )
     assert "torch.Size([2, 1])" in stdout
+
+
+def test_bf16_autocast_trains_on_cpu_and_saves_float32_weights(tmp_path, tiny_text_model):
+    """`--bf16` without a GPU: the Trainer's CPU autocast runs the matrix products in bfloat16 (the speed option
+    for CPUs with AVX512-BF16 or AMX); the loss still falls and the saved weights stay float32."""
+    output_dir = tmp_path / "bf16"
+    data = ["--data_file", str(FIXTURES / "tiny_regression.csv"), "--output_dir", str(output_dir)]
+    train(tmp_path, tiny_text_model, *data, "--num_train_epochs", "6", "--save_total_limit", "1", "--bf16")
+    losses = train_losses(output_dir)
+    assert len(losses) == 6 and all(map(math.isfinite, losses)) and losses[-1] < losses[0]
+    assert math.isfinite(json.loads((output_dir / "results.json").read_text())["test"]["rmse"])
+    weights = load_file(output_dir / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values() if tensor.is_floating_point()} == {torch.float32}
 
 
 def test_training_resumes_from_a_checkpoint(tmp_path, tiny_text_model):
