@@ -14,10 +14,12 @@ Runs, one after another (each in its own process, so timings and peak memory do 
 then writes every script's JSON into --output_dir and the ratios into OUTPUT_DIR/speed.json, and prints them.
 
 Time to the best validation epoch is seconds per epoch (training wall time over epochs run) times the best
-epoch, for both systems. A full run on 2 CPU cores takes about 40 minutes with BACE alone.
+epoch, for both systems. The harness skips runs already recorded, so a ProtoMol training record in
+--output_dir is reused: give an empty folder to time training anew (e.g. on another machine). On 2 CPU
+cores (AMD EPYC) the first example took 30 minutes:
 
-    python scripts/bench_speed.py --train_datasets bace
-    python scripts/bench_speed.py --train_datasets bace --train_configs default bf16 --inference_dtypes float32 bfloat16
+    python scripts/bench_speed.py --cache_datasets bace --train_configs default bf16 --inference_dtypes float32 bfloat16
+    python scripts/bench_speed.py   # float32 only; also caches HIV's texts (step 2)
     python scripts/bench_speed.py --quick --output_dir /tmp/speed   # seconds-long smoke run of every step
 """
 
