@@ -187,15 +187,15 @@ def main(argv=None) -> dict:
                     "seconds_per_epoch": round(ours["seconds_per_epoch"] / theirs["seconds_per_epoch"], 2),
                 }  # fmt: skip
         summary["training"][dataset] = entry
-    ours = {dtype: rates["molecules_per_s"]["protomol_predict_cli"] for dtype, rates in inference.items()}
-    summary["inference"] = {"protomol_predict_molecules_per_s": ours}
+    predict_rates = {dtype: rates["molecules_per_s"]["protomol_predict_cli"] for dtype, rates in inference.items()}
+    summary["inference"] = {"protomol_predict_molecules_per_s": predict_rates}
     if chemprop_found and args.train_datasets:
         model = runs / "chemprop" / args.train_datasets[0] / "random_0" / "seed_0" / "train" / "model_0" / "best.pt"
         num_molecules = inference[args.inference_dtypes[0]]["num_molecules"]
-        theirs = chemprop_inference(args.chemprop, model, num_molecules, runs / "chemprop")
-        summary["inference"]["chemprop_predict"] = theirs
+        chemprop_predict = chemprop_inference(args.chemprop, model, num_molecules, runs / "chemprop")
+        summary["inference"]["chemprop_predict"] = chemprop_predict
         summary["inference"]["protomol_over_chemprop"] = {
-            dtype: round(rate / theirs["molecules_per_s"], 3) for dtype, rate in ours.items()
+            dtype: round(rate / chemprop_predict["molecules_per_s"], 3) for dtype, rate in predict_rates.items()
         }
     report_results(summary, out / "speed.json")
     return summary

@@ -779,12 +779,14 @@ def speed_comparison(folder: Path) -> list[str]:
                 f"{theirs.get('best_epoch', '–')}, {theirs.get(test_key, '–')} | |"
             )
     inference = summary["inference"]
-    theirs = inference.get("chemprop_predict")
-    for dtype, ours in inference["protomol_predict_molecules_per_s"].items():
-        chemprop_note = f"; chemprop on the {theirs['molecules']:,} parsable ones" if theirs else ""
+    chemprop_predict = inference.get("chemprop_predict")
+    for dtype, rate in inference["protomol_predict_molecules_per_s"].items():
+        chemprop_note = f"; chemprop on the {chemprop_predict['molecules']:,} parsable ones" if chemprop_predict else ""
+        chemprop_rate = chemprop_predict["molecules_per_s"] if chemprop_predict else "–"
+        ratio = inference.get("protomol_over_chemprop", {}).get(dtype, "–")
         lines.append(
-            f"| predict from SMILES, ProtoMol in {dtype} (molecules/s, start-up included{chemprop_note}) | {ours} | "
-            f"{theirs['molecules_per_s'] if theirs else '–'} | {inference.get('protomol_over_chemprop', {}).get(dtype, '–')} |"
+            f"| predict from SMILES, ProtoMol in {dtype} (molecules/s, start-up included{chemprop_note}) | {rate} | "
+            f"{chemprop_rate} | {ratio} |"
         )
     shares = ", ".join(f"{share:.0%} in {dtype}" for dtype, share in summary["prediction_vs_bare_text_model"].items())
     lines += [
