@@ -85,6 +85,10 @@ class ModelArguments:
     num_attention_heads: int = field(
         default=_CONFIG_DEFAULTS.num_attention_heads, metadata={"help": "Heads of the refiner and cross-attention."}
     )
+    refiner_intermediate_size: int = field(
+        default=_CONFIG_DEFAULTS.refiner_intermediate_size,
+        metadata={"help": "Feed-forward width of the text refiner layers."},
+    )
     cross_attention: str = field(
         default=_CONFIG_DEFAULTS.cross_attention,
         metadata={"help": "Where atoms and tokens attend to each other.", "choices": list(CROSS_ATTENTION_MODES)},
