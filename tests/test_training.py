@@ -17,7 +17,21 @@ from conftest import FIXTURES, REPO, run_without_protomol_hf, train, train_comma
 from safetensors.torch import load_file
 
 from protomol_hf.cli import main
+from protomol_hf.configuration_protomol import ProtoMolConfig
 from protomol_hf.metrics import MoleculeNetMetric
+from protomol_hf.training import ModelArguments
+
+
+def test_model_arguments_are_the_config_options_with_the_config_defaults():
+    """Every model option of train.py reaches ProtoMolConfig unchanged; a new config option added to one and
+    not the other, or a drifting default, fails here."""
+    arguments = ModelArguments()
+    config_kwargs = arguments.config_kwargs()
+    config = ProtoMolConfig(**config_kwargs)
+    defaults = ProtoMolConfig()
+    for name, value in config_kwargs.items():
+        assert getattr(config, name) == value
+        assert getattr(defaults, name) == value, name
 
 
 def train_losses(output_dir):
