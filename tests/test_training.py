@@ -23,8 +23,8 @@ from protomol_hf.training import ModelArguments
 
 
 def test_model_arguments_are_the_config_options_with_the_config_defaults():
-    """Every model option of train.py reaches ProtoMolConfig unchanged; a new config option added to one and
-    not the other, or a drifting default, fails here."""
+    """Every model option of train.py reaches ProtoMolConfig unchanged: an option that ProtoMolConfig does not
+    have, or a default that differs from the config's, fails here."""
     arguments = ModelArguments()
     config_kwargs = arguments.config_kwargs()
     config = ProtoMolConfig(**config_kwargs)
