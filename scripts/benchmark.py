@@ -780,9 +780,11 @@ def speed_comparison(folder: Path) -> list[str]:
             )
     inference = summary["inference"]
     chemprop_predict = inference.get("chemprop_predict")
+    chemprop_note, chemprop_rate = "", "–"
+    if chemprop_predict:
+        chemprop_note = f"; chemprop on the {chemprop_predict['molecules']:,} parsable ones"
+        chemprop_rate = chemprop_predict["molecules_per_s"]
     for dtype, rate in inference["protomol_predict_molecules_per_s"].items():
-        chemprop_note = f"; chemprop on the {chemprop_predict['molecules']:,} parsable ones" if chemprop_predict else ""
-        chemprop_rate = chemprop_predict["molecules_per_s"] if chemprop_predict else "–"
         ratio = inference.get("protomol_over_chemprop", {}).get(dtype, "–")
         lines.append(
             f"| predict from SMILES, ProtoMol in {dtype} (molecules/s, start-up included{chemprop_note}) | {rate} | "
