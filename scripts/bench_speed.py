@@ -7,14 +7,17 @@ Runs, one after another (each in its own process, so timings and peak memory do 
   3. prediction from SMILES: `bench_inference.py` (10,000 HIV molecules; vs the bare text model), in each of
      --inference_dtypes;
   4. training: the benchmark harness, each of --train_configs (default: the default config) per
-     --train_datasets on random_0 (seconds per epoch, time to the best validation epoch, peak RSS);
+     --train_datasets on each of --train_splits (default: random_0) (seconds per epoch, time to the best
+     validation epoch, peak RSS);
   5. chemprop v2 defaults on the same splits (`bench_chemprop.py`, its own virtual environment), when
      its executable exists, and `chemprop predict` with the first model on the molecules of step 3 that
      RDKit parses (chemprop stops at an unparsable SMILES);
 then writes every script's JSON into --output_dir and the ratios into OUTPUT_DIR/speed.json, and prints them.
 
 Time to the best validation epoch is seconds per epoch (training wall time over epochs run) times the best
-epoch, for both systems. The harness skips runs already recorded, so a ProtoMol training record in
+epoch, for both systems. Where the best epoch lands varies much between splits (chemprop's BACE best epochs on
+random_0..2: 25, 49, 50), so with several --train_splits every figure is the mean over them, each split's
+figures listed as well, and the ratios compare the means. The harness skips runs already recorded, so a ProtoMol training record in
 --output_dir is reused: give an empty folder to time training anew (e.g. on another machine). On 2 CPU
 cores (AMD EPYC) the first example took 30 minutes:
 
@@ -46,7 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--cache_datasets", nargs="+", default=["bace", "hiv"], help="Sets whose descriptions are cached (step 2)."
     )
     parser.add_argument(
-        "--train_datasets", nargs="*", default=["bace"], help="Sets trained on random_0 (steps 4 and 5; none: skip)."
+        "--train_datasets", nargs="*", default=["bace"], help="Sets trained in steps 4 and 5 (none: skip them)."
+    )
+    parser.add_argument(
+        "--train_splits",
+        nargs="+",
+        default=["random_0"],
+        help="Fixed splits trained on in steps 4 and 5; with several, the training figures are means over them.",
     )
     parser.add_argument(
         "--train_configs",
@@ -71,13 +80,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--runs_dir", type=Path, default=Path("runs/bench_speed"), help="Trained models and chemprop's files."
     )
     parser.add_argument(
+        "--keep_measured",
+        action="store_true",
+        help="Keep the figures of steps 1-3 and chemprop's runs already in --output_dir instead of measuring them "
+        "again (ProtoMol's recorded training runs are always kept), e.g. to add splits or configs to a run.",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="Tiny sizes (200 molecules, 2 training epochs): checks the pipeline only."
     )
     return parser.parse_args(argv)
 
 
-def run_step(name: str, command: list[str]) -> None:
-    """Run one benchmark script; stop with its output tail when it fails."""
+def run_step(name: str, command: list[str], measured: bool = False) -> None:
+    """Run one benchmark script (unless its figures are `measured` already); stop with its output tail when it
+    fails."""
+    if measured:
+        print(f"== {name}: kept the figures already in the output folder", flush=True)
+        return
     print(f"== {name}: {' '.join(command)}", flush=True)
     result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
@@ -105,10 +124,27 @@ def inference_file_name(dtype: str) -> str:
     return "inference.json" if dtype == "float32" else f"inference_{dtype}.json"
 
 
-def newest_record(results_file: Path, dataset: str) -> dict | None:
-    """The last record of `dataset` in a results file (the files accumulate over runs), or None."""
-    records = [record for record in read_jsonl(results_file) if record["dataset"] == dataset]
-    return records[-1] if records else None
+def newest_records(results_file: Path, dataset: str, splits: list[str]) -> list[dict]:
+    """The last record of `dataset` on each of `splits` in a results file (the files accumulate over runs); empty
+    unless every split has one."""
+    records = {record["split"]: record for record in read_jsonl(results_file) if record["dataset"] == dataset}
+    return [records[split] for split in splits] if all(split in records for split in splits) else []
+
+
+def mean_training_speed(records: list[dict]) -> dict:
+    """`training_speed` of one record, or the mean of each figure over several splits' records, with each
+    split's figures under "per_split"."""
+    per_split = {record["split"]: training_speed(record) for record in records}
+    if len(per_split) == 1:
+        return per_split[records[0]["split"]]
+    figures = next(iter(per_split.values()))
+    mean = {
+        key: round(
+            sum(split[key] for split in per_split.values()) / len(per_split), 4 if key.startswith("test_") else 2
+        )
+        for key in figures
+    }
+    return {**mean, "per_split": per_split}
 
 
 def chemprop_inference(chemprop: str, model: Path, num_molecules: int, folder: Path) -> dict:
@@ -129,29 +165,37 @@ def main(argv=None) -> dict:
     out, runs = args.output_dir.resolve(), args.runs_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     size = ["--num_molecules", "200"] if args.quick else []
+
+    def measured(output: Path) -> bool:
+        return args.keep_measured and output.exists()
+
+    output = out / "featurization.json"
     run_step(
         "featurization",
-        [str(SCRIPTS / "benchmark_featurization.py"), "--output", str(out / "featurization.json")]
+        [str(SCRIPTS / "benchmark_featurization.py"), "--output", str(output)]
         + (["--limit", "200"] if args.quick else []),
+        measured(output),
     )
     for dataset in args.cache_datasets:
         output = out / f"text_cache_{dataset}.json"
         run_step(f"text cache {dataset}", [str(SCRIPTS / "bench_text_cache.py"), "--dataset_name", dataset, *size,
-                                           "--output", str(output)])  # fmt: skip
+                                           "--output", str(output)], measured(output))  # fmt: skip
     for dtype in args.inference_dtypes:
+        output = out / inference_file_name(dtype)
         run_step(f"inference, {dtype}", [str(SCRIPTS / "bench_inference.py"), *size, "--dtype", dtype,
-                 "--output", str(out / inference_file_name(dtype))])  # fmt: skip
+                 "--output", str(output)], measured(output))  # fmt: skip
     chemprop_found = Path(args.chemprop).is_file()
     for dataset in args.train_datasets:
         train_args = ["--", "--num_train_epochs", "2"] if args.quick else []
         for config in args.train_configs:
             run_step(f"ProtoMol training {dataset}, {config}", [str(SCRIPTS / "benchmark.py"), "--config", config,
-                     "--datasets", dataset, "--splits", "random_0", "--results_dir", str(out), "--output_root",
+                     "--datasets", dataset, "--splits", *args.train_splits, "--results_dir", str(out), "--output_root",
                      str(runs), "--docs_file", str(runs / "benchmarks.md"), *train_args])  # fmt: skip
-        if chemprop_found:
-            run_step(f"chemprop {dataset}", [str(SCRIPTS / "bench_chemprop.py"), "--dataset_name", dataset,
-                     "--split", "random_0", "--chemprop", args.chemprop, "--results", str(out / "chemprop.jsonl"),
-                     "--output_dir", str(runs / "chemprop"), *(["--epochs", "2"] if args.quick else [])])  # fmt: skip
+        for split in args.train_splits if chemprop_found else []:
+            run_step(f"chemprop {dataset} {split}", [str(SCRIPTS / "bench_chemprop.py"), "--dataset_name", dataset,
+                     "--split", split, "--chemprop", args.chemprop, "--results", str(out / "chemprop.jsonl"),
+                     "--output_dir", str(runs / "chemprop"), *(["--epochs", "2"] if args.quick else [])],
+                     args.keep_measured and bool(newest_records(out / "chemprop.jsonl", dataset, [split])))  # fmt: skip
 
     inference = {dtype: json.loads((out / inference_file_name(dtype)).read_text()) for dtype in args.inference_dtypes}
     featurization = json.loads((out / "featurization.json").read_text())
@@ -171,16 +215,16 @@ def main(argv=None) -> dict:
         "chemprop": "ran" if chemprop_found else f"skipped: {args.chemprop} not found (make chemprop-venv)",
     }
     for dataset in args.train_datasets:
-        entry: dict = {"protomol": {}, "protomol_over_chemprop": {}}
-        chemprop_record = newest_record(out / "chemprop.jsonl", dataset)
-        theirs = training_speed(chemprop_record) if chemprop_record else None
+        entry: dict = {"splits": args.train_splits, "protomol": {}, "protomol_over_chemprop": {}}
+        chemprop_records = newest_records(out / "chemprop.jsonl", dataset, args.train_splits)
+        theirs = mean_training_speed(chemprop_records) if chemprop_records else None
         if theirs:
             entry["chemprop"] = theirs
         for config in args.train_configs:
-            record = newest_record(out / f"{config}.jsonl", dataset)
-            if record is None:
+            records = newest_records(out / f"{config}.jsonl", dataset, args.train_splits)
+            if not records:
                 continue
-            ours = entry["protomol"][config] = training_speed(record)
+            ours = entry["protomol"][config] = mean_training_speed(records)
             if theirs:
                 entry["protomol_over_chemprop"][config] = {
                     "time_to_best_validation": round(ours["time_to_best_validation_s"] / theirs["time_to_best_validation_s"], 2),
@@ -190,7 +234,8 @@ def main(argv=None) -> dict:
     predict_rates = {dtype: rates["molecules_per_s"]["protomol_predict_cli"] for dtype, rates in inference.items()}
     summary["inference"] = {"protomol_predict_molecules_per_s": predict_rates}
     if chemprop_found and args.train_datasets:
-        model = runs / "chemprop" / args.train_datasets[0] / "random_0" / "seed_0" / "train" / "model_0" / "best.pt"
+        first_run = runs / "chemprop" / args.train_datasets[0] / args.train_splits[0] / "seed_0"
+        model = first_run / "train" / "model_0" / "best.pt"
         num_molecules = inference[args.inference_dtypes[0]]["num_molecules"]
         chemprop_predict = chemprop_inference(args.chemprop, model, num_molecules, runs / "chemprop")
         summary["inference"]["chemprop_predict"] = chemprop_predict

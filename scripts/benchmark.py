@@ -760,10 +760,13 @@ def speed_comparison(folder: Path) -> list[str]:
     ]
     for dataset, entry in summary["training"].items():
         theirs = entry.get("chemprop", {})
+        # Runs before --train_splits existed trained on random_0 only.
+        splits = entry.get("splits", ["random_0"])
+        split_label = splits[0] if len(splits) == 1 else f"mean over {', '.join(splits)}"
         # One block of rows per ProtoMol config trained in the run (e.g. default and bf16), each against chemprop.
         for config, ours in entry["protomol"].items():
             ratios = entry["protomol_over_chemprop"].get(config, {})
-            label = f"{dataset} random_0, {config}"
+            label = f"{dataset} {split_label}, {config}"
             for measure, key, ratio_key in (
                 ("time to best validation (s)", "time_to_best_validation_s", "time_to_best_validation"),
                 ("seconds per epoch", "seconds_per_epoch", "seconds_per_epoch"),
@@ -778,6 +781,13 @@ def speed_comparison(folder: Path) -> list[str]:
                 f"{ours['best_epoch']}, {ours[test_key]} | {theirs.get('peak_rss_mb', '–')}, "
                 f"{theirs.get('best_epoch', '–')}, {theirs.get(test_key, '–')} | |"
             )
+            for split, figures in ours.get("per_split", {}).items():
+                chemprop_split = theirs.get("per_split", {}).get(split, {})
+                lines.append(
+                    f"| {dataset} {split}, {config}: best epoch, time to best validation (s) | "
+                    f"{figures['best_epoch']}, {figures['time_to_best_validation_s']} | "
+                    f"{chemprop_split.get('best_epoch', '–')}, {chemprop_split.get('time_to_best_validation_s', '–')} | |"
+                )
     inference = summary["inference"]
     chemprop_predict = inference.get("chemprop_predict")
     chemprop_note, chemprop_rate = "", "–"
