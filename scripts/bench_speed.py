@@ -16,14 +16,18 @@ then writes every script's JSON into --output_dir and the ratios into OUTPUT_DIR
 
 Time to the best validation epoch is seconds per epoch (training wall time over epochs run) times the best
 epoch, for both systems. Where the best epoch lands varies much between splits (chemprop's BACE best epochs on
-random_0..2: 25, 49, 50), so with several --train_splits every figure is the mean over them, each split's
-figures listed as well, and the ratios compare the means. The harness skips runs already recorded, so a ProtoMol training record in
---output_dir is reused: give an empty folder to time training anew (e.g. on another machine). On 2 CPU
-cores (AMD EPYC) the first example took 30 minutes:
+random_0..2 in one run: 25, 39, 50), so with several --train_splits every figure is the mean over them, each
+split's figures listed as well, and the ratios compare the means. The harness skips runs already recorded, so
+a ProtoMol training record in --output_dir is reused: give an empty folder to time training anew (e.g. on
+another machine); --keep_measured also keeps the other steps' figures. On 2 CPU cores (AMD EPYC) the first
+example took 30 minutes and the last (adding one config to benchmarks/results/speed_2_heads) 6:
 
     python scripts/bench_speed.py --cache_datasets bace --train_configs default bf16 --inference_dtypes float32 bfloat16
     python scripts/bench_speed.py   # float32 only; also caches HIV's texts (step 2)
-    python scripts/bench_speed.py --quick --output_dir /tmp/speed   # seconds-long smoke run of every step
+    python scripts/bench_speed.py --quick --output_dir /tmp/speed   # a few minutes: a smoke run of every step
+    python scripts/bench_speed.py --keep_measured --cache_datasets bace --train_splits random_0 random_1 random_2 \
+        --train_configs small_fused_attention --inference_dtypes float32 --output_dir benchmarks/results/speed_2_heads \
+        --runs_dir runs/speed_2_heads
 """
 
 import argparse
@@ -236,6 +240,8 @@ def main(argv=None) -> dict:
     if chemprop_found and args.train_datasets:
         first_run = runs / "chemprop" / args.train_datasets[0] / args.train_splits[0] / "seed_0"
         model = first_run / "train" / "model_0" / "best.pt"
+        if not model.is_file():
+            sys.exit(f"chemprop's model {model} is missing: give the --runs_dir of the run that trained it.")
         num_molecules = inference[args.inference_dtypes[0]]["num_molecules"]
         chemprop_predict = chemprop_inference(args.chemprop, model, num_molecules, runs / "chemprop")
         summary["inference"]["chemprop_predict"] = chemprop_predict

@@ -123,7 +123,7 @@ class ProtoMolBatchNorm(nn.BatchNorm1d):
 def cpu_dropout(states: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout of a CPU tensor (any shape), as `F.dropout` with p rounded to a multiple of 1 / 65536.
     torch draws one random number per element; in a CPU training step of the default model that was a third of
-    the time (aten::bernoulli_ in scripts/profile_training.py). Here each 64-bit draw gives four 15-bit
+    the time (aten::bernoulli_ in scripts/profile_training.py). Here each 64-bit draw gives four 16-bit
     uniforms, which makes dropout about three times faster."""
     count = states.numel()
     # Drawn over the whole int64 range, each of a draw's four 16-bit words is uniform in [-32768, 32768).
