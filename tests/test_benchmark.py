@@ -203,10 +203,10 @@ def test_shipped_configs_are_valid_for_every_dataset_and_split(benchmark, tmp_pa
     default_runs = benchmark.plan_runs(
         benchmark.load_config("default", tmp_path), ["bace", "hiv"], ["random_0"], [], tmp_path
     )
-    assert [(run.epochs, run.overrides) for run in default_runs] == [(30, {}), (10, {"num_train_epochs": 10})]
+    assert [(run.epochs, run.overrides) for run in default_runs] == [(30, {}), (5, {"num_train_epochs": 5})]
     ablation = benchmark.load_config("prototypes_3", tmp_path)
     assert ablation.options_for("hiv") == {
-        "num_train_epochs": 10,
+        "num_train_epochs": 5,
         "early_stopping_patience": 10,
         "num_prototypes_per_class": 3,
         "prototype_top_k": 3,
