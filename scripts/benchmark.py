@@ -479,8 +479,16 @@ def results_table(records: list[dict]) -> list[str]:
         scaffold_values = [r["value"] for r in rows if r["split"] == "scaffold"]
         metric = rows[0]["metric"]
         scaffold = summarize(scaffold_values) + (f" (n={len(scaffold_values)})" if len(scaffold_values) > 1 else "")
-        overrides = {json.dumps(r["overrides"], sort_keys=True) for r in rows if r["overrides"]}
-        notes = [f"per-dataset: {format_options(json.loads(o))}" for o in sorted(overrides)]
+        splits_by_overrides = defaultdict(list)
+        for r in rows:
+            if r["overrides"]:
+                splits_by_overrides[json.dumps(r["overrides"], sort_keys=True)].append(r["split"])
+        # Runs recorded under different versions of a config: say which splits had which options.
+        notes = [
+            f"per-dataset: {format_options(json.loads(o))}"
+            + (f" ({', '.join(sorted(splits))})" if len(splits_by_overrides) > 1 else "")
+            for o, splits in sorted(splits_by_overrides.items())
+        ]
         # Extra train arguments (after `--`) are only in the command; say when they changed the epochs.
         notes += [
             f"{r['split']}: {r['epochs']:g} epochs by an extra argument" for r in rows if epochs_changed_by_extra(r)

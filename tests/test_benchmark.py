@@ -265,16 +265,18 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     # ... also where the config sets the epochs for every dataset (the command then names them twice).
     command = "python scripts/train.py --dataset_name tox21 --num_train_epochs 30 --num_train_epochs 15"
     halved = make_record("default", "tox21", "random_0", 0.80, epochs=15.0, command=command)
+    # Runs of one dataset recorded under two versions of its per-dataset options name their splits.
+    earlier = make_record("default", "muv", "random_1", 0.72, epochs=5.0, overrides={"num_train_epochs": 5})
     with (tmp_path / "default.jsonl").open("a") as results:
-        results.write(json.dumps(shortened) + "\n" + json.dumps(halved) + "\n")
+        results.write("\n".join(json.dumps(r) for r in (shortened, halved, earlier)) + "\n")
 
     loaded = benchmark.load_records(tmp_path)
     report = benchmark.render_markdown(loaded, tmp_path)
-    assert len(loaded) == 10
+    assert len(loaded) == 11
     assert "| tox21 | roc_auc ↑ | 0.800 | 1 | – | 15 | 10 | random_0: 15 epochs by an extra argument |" in report
     assert (
-        "| muv | roc_auc ↑ | 0.700 | 1 | – | 5 | 10 | per-dataset: num_train_epochs=10; random_0: 5 epochs by an "
-        in report
+        "| muv | roc_auc ↑ | 0.710 ± 0.014 | 2 | – | 5 | 10 | per-dataset: num_train_epochs=10 (random_0); "
+        "per-dataset: num_train_epochs=5 (random_1); random_0: 5 epochs by an extra argument |" in report
     )
     # Paired with the default on the splits both ran (esol has no default run to pair with).
     assert "| no_cross_attention | bace | roc_auc ↑ | 2 | 0.820 | 0.820 | +0.000 | 1 of 2 | +0.000 |" in report
