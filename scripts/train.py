@@ -4,7 +4,7 @@
 Examples:
     python scripts/train.py --dataset_name bace --split_file random_0 --output_dir runs/bace
     python scripts/train.py --data_file my.csv --label_columns active --split scaffold --output_dir runs/mine
-    accelerate launch --config_file configs/accelerate_ddp_cpu.yaml scripts/train.py --dataset_name bace ...
+    accelerate launch --config_file configs/accelerate_ddp.yaml scripts/train.py --dataset_name bace ...
 
 Writes the best model and processor (loadable with
 `AutoModel.from_pretrained(output_dir, trust_remote_code=True)`), split.json and results.json.

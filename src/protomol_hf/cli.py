@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from transformers import AutoModel, AutoProcessor, HfArgumentParser
 from transformers.hf_argparser import DataClassType
 
@@ -216,7 +217,13 @@ def train_and_report(
     model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments
 ) -> None:
     """Run the training and print the test metric and output folder as one JSON line (main process only)."""
-    results = run_training(model_args, data_args, training_args)
+    try:
+        results = run_training(model_args, data_args, training_args)
+    finally:
+        # Leave the process group of a multi-process launch before exiting: a rank that exits with it alive
+        # can abort in a communication thread's destructor ("terminate called without an active exception").
+        if dist.is_initialized():
+            dist.destroy_process_group()
     if training_args.process_index == 0:
         metric = results["metric"]
         print(json.dumps({"test_" + metric: results["test"][metric], "output_dir": training_args.output_dir}))
