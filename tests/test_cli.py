@@ -281,6 +281,19 @@ def test_train_parses_into_the_training_dataclasses(monkeypatch, tmp_path, capsy
     assert '"test_roc_auc": 0.75' in capsys.readouterr().out
 
 
+def test_train_on_too_few_rows_exits_2_naming_the_split_sizes(tmp_path, capsys):
+    csv = tmp_path / "four_rows.csv"
+    csv.write_text("smiles,y\nCCO,1\nc1ccccc1,0\nCCC,0\nCCCl,1\n")
+    arguments = ["train", "--data_file", str(csv), "--label_columns", "y", "--output_dir", str(tmp_path / "run")]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error == (
+        "protomol: error: the valid and test parts are empty (train/valid/test hold 4/0/0 of 4 usable rows): "
+        "add rows, or pass a --split_file whose three parts all hold rows"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_option_is_explained_with_its_default():
     parser = build_parser()
     subcommands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))

@@ -31,7 +31,7 @@ from transformers.integrations import deepspeed as hf_deepspeed
 from . import featurization_protomol, processing_protomol
 from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import BRANCHES, CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
-from .data import MolecularTable, TaskType, bundled_split_path, load_table, make_split, save_split
+from .data import MolecularTable, TaskType, bundled_split_path, check_split, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, smiles_to_graph
 from .metrics import MoleculeNetMetric, main_metric
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
@@ -458,6 +458,7 @@ def run_training(
     logger.warning("Data: %s", table.report())
     split_file = _resolve_split_file(data_args.split_file, table.dataset_name)
     split = make_split(table, split=data_args.split, split_file=split_file, seed=data_args.split_seed)
+    check_split(table, split)
     split_name = Path(split_file).name.split(".")[0] if split_file else data_args.split
     metric_name, greater_is_better = main_metric(table.task_type)
     output_dir = _set_training_defaults(training_args, metric_name, greater_is_better)
