@@ -17,6 +17,7 @@ from hypothesis import settings
 from transformers import AutoModel, AutoTokenizer
 
 from protomol_hf import ProtoMolConfig, ProtoMolProcessor
+from protomol_hf.data import load_table
 
 # CI runs the same property-test examples every time (a red CI must mean a change broke something);
 # locally hypothesis explores new examples and remembers failing ones in .hypothesis/.
@@ -72,6 +73,12 @@ def tokenizer():
 @pytest.fixture
 def processor(tokenizer):
     return ProtoMolProcessor(tokenizer, max_text_length=48)
+
+
+@pytest.fixture(scope="session")
+def tiny_classification():
+    """The 40-row classification fixture as a `MolecularTable`."""
+    return load_table(FIXTURES / "tiny_classification.csv")
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,3 @@
-import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -10,7 +9,6 @@ from protomol_hf.data import (
     MOLECULENET_DATASETS,
     bundled_dataset_path,
     bundled_split_path,
-    check_split,
     label_statistics,
     load_split_file,
     load_table,
@@ -49,11 +47,6 @@ def bace():
 @pytest.fixture(scope="module")
 def tox21():
     return load_table(dataset_name="tox21")
-
-
-@pytest.fixture(scope="module")
-def tiny_classification():
-    return load_table(CLASSIFICATION_CSV)
 
 
 def _csv_row_count(path: Path) -> int:
@@ -295,26 +288,6 @@ def test_make_split_dispatches_and_rejects_unknown_choice(tiny_classification, t
     assert all(np.array_equal(from_file[part], expected[part]) for part in expected)
     with pytest.raises(ValueError, match=r"split must be one of \('random', 'scaffold'\)"):
         make_split(tiny_classification, "temporal")
-
-
-def test_check_split_rejects_empty_parts_and_single_class_validation(tiny_classification):
-    split = random_split(tiny_classification, seed=0)
-    check_split(tiny_classification, split)
-    with pytest.raises(ValueError, match=r"the valid and test parts are empty \(train/valid/test hold 40/0/0 of 40"):
-        check_split(tiny_classification, {"train": np.arange(40), "valid": np.arange(0), "test": np.arange(0)})
-    negatives = np.flatnonzero(tiny_classification.labels[:, 0] == 0)
-    single_class = {**split, "valid": negatives[:4]}
-    with pytest.raises(ValueError, match="no task has both classes among the 4 validation rows"):
-        check_split(tiny_classification, single_class)
-
-
-def test_check_split_needs_both_classes_in_one_task_only(tiny_classification):
-    # Two tasks: the first has one class in the validation rows, the second both (NaN elsewhere).
-    labels = np.stack([np.zeros(len(tiny_classification)), np.tile([0.0, 1.0, np.nan, np.nan], 10)], axis=1)
-    table = dataclasses.replace(tiny_classification, labels=labels, task_names=["a", "b"])
-    check_split(table, {"train": np.arange(8, 40), "valid": np.arange(4), "test": np.arange(4, 8)})
-    with pytest.raises(ValueError, match="no task has both classes"):
-        check_split(table, {"train": np.arange(8, 40), "valid": np.array([0, 2, 3]), "test": np.arange(4, 8)})
 
 
 def test_label_statistics_ignore_missing_values():

@@ -1,5 +1,6 @@
 """scripts/train.py end to end on 40-molecule CSVs: results, reload, loss decrease, resume, bad rows, launchers."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -18,8 +19,9 @@ from safetensors.torch import load_file
 
 from protomol_hf.cli import main
 from protomol_hf.configuration_protomol import ProtoMolConfig
+from protomol_hf.data import random_split
 from protomol_hf.metrics import MoleculeNetMetric
-from protomol_hf.training import ModelArguments
+from protomol_hf.training import ModelArguments, check_split
 
 
 def test_model_arguments_are_the_config_options_with_the_config_defaults():
@@ -226,6 +228,26 @@ def test_killed_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path,
     assert resumed["best_epoch"] == expected["best_epoch"]
     uninterrupted_losses = train_losses(tmp_path / "uninterrupted")
     assert train_losses(killed) == pytest.approx(uninterrupted_losses, abs=1e-6) and len(uninterrupted_losses) == 5
+
+
+def test_check_split_rejects_empty_parts_and_single_class_validation(tiny_classification):
+    split = random_split(tiny_classification, seed=0)
+    check_split(tiny_classification, split)
+    with pytest.raises(ValueError, match=r"the valid and test parts are empty \(train/valid/test hold 40/0/0 of 40"):
+        check_split(tiny_classification, {"train": np.arange(40), "valid": np.arange(0), "test": np.arange(0)})
+    negatives = np.flatnonzero(tiny_classification.labels[:, 0] == 0)
+    single_class = {**split, "valid": negatives[:4]}
+    with pytest.raises(ValueError, match="no task has both classes among the 4 validation rows"):
+        check_split(tiny_classification, single_class)
+
+
+def test_check_split_needs_both_classes_in_one_task_only(tiny_classification):
+    # Two tasks: the first has one class in the validation rows, the second both (NaN elsewhere).
+    labels = np.stack([np.zeros(len(tiny_classification)), np.tile([0.0, 1.0, np.nan, np.nan], 10)], axis=1)
+    table = dataclasses.replace(tiny_classification, labels=labels, task_names=["a", "b"])
+    check_split(table, {"train": np.arange(8, 40), "valid": np.arange(4), "test": np.arange(4, 8)})
+    with pytest.raises(ValueError, match="no task has both classes"):
+        check_split(table, {"train": np.arange(8, 40), "valid": np.array([0, 2, 3]), "test": np.arange(4, 8)})
 
 
 def test_invalid_rows_are_reported_and_excluded(tmp_path, tiny_text_model):

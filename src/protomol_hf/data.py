@@ -479,30 +479,6 @@ def make_split(
     return random_split(table, fractions, seed)
 
 
-def check_split(table: MolecularTable, split: Split) -> None:
-    """Raise if training on ``split`` could not work: an empty part, or (classification) validation rows in
-    which no task has both classes, so ROC-AUC is undefined there and no epoch could be chosen as the best."""
-    sizes = {part: len(split[part]) for part in SPLIT_PARTS}
-    described = f"train/valid/test hold {sizes['train']}/{sizes['valid']}/{sizes['test']} of {len(table)} usable rows"
-    empty = [part for part, size in sizes.items() if size == 0]
-    if empty:
-        raise ValueError(
-            f"the {' and '.join(empty)} {'part is' if len(empty) == 1 else 'parts are'} empty ({described}): add rows, "
-            "or pass a --split_file whose three parts all hold rows"
-        )
-    if table.task_type == "classification" and not _has_both_classes(table.labels[split["valid"]]):
-        raise ValueError(
-            f"no task has both classes among the {sizes['valid']} validation rows ({described}), so the "
-            "validation ROC-AUC is undefined and no epoch could be chosen as the best: add rows, use the "
-            "(stratified) random split, or pass a --split_file"
-        )
-
-
-def _has_both_classes(labels: np.ndarray) -> bool:
-    """Whether some task (column) has a 0 and a 1 among its present labels."""
-    return bool(np.any((labels == 0).any(axis=0) & (labels == 1).any(axis=0)))
-
-
 def label_statistics(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-task mean and std ignoring NaN; a task with no labels gets mean 0, std 1."""
     labels = np.asarray(labels, dtype=np.float64)

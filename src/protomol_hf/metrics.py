@@ -51,14 +51,18 @@ class MoleculeNetMetric(evaluate.Metric):
         return _regression_scores(predictions, references, names)
 
 
+def roc_auc_defined(labels: np.ndarray) -> bool:
+    """Whether one task's labels `[num_rows]` (NaN = missing) hold both classes: ROC-AUC needs two."""
+    return len(np.unique(labels[~np.isnan(labels)])) == 2
+
+
 def _classification_scores(predictions, references, names):
     per_task = {}
     for task, name in enumerate(names):
+        if not roc_auc_defined(references[:, task]):
+            continue
         present = ~np.isnan(references[:, task])
-        labels = references[present, task]
-        if len(np.unique(labels)) < 2:
-            continue  # ROC-AUC is undefined for a single class
-        per_task[name] = float(roc_auc_score(labels, predictions[present, task]))
+        per_task[name] = float(roc_auc_score(references[present, task], predictions[present, task]))
     scores = {"roc_auc": float(np.mean(list(per_task.values()))) if per_task else float("nan")}
     scores["num_scored_tasks"] = len(per_task)
     if len(names) > 1:

@@ -31,9 +31,9 @@ from transformers.integrations import deepspeed as hf_deepspeed
 from . import featurization_protomol, processing_protomol
 from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import BRANCHES, CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
-from .data import MolecularTable, TaskType, bundled_split_path, check_split, load_table, make_split, save_split
+from .data import SPLIT_PARTS, MolecularTable, Split, TaskType, bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, smiles_to_graph
-from .metrics import MoleculeNetMetric, main_metric
+from .metrics import MoleculeNetMetric, main_metric, roc_auc_defined
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor, molecule_texts
 from .text_cache import ProtoMolCachedTextCollator, TextFeatureCache
@@ -433,6 +433,26 @@ def _set_training_defaults(training_args: ProtoMolTrainingArguments, metric_name
         training_args.metric_for_best_model = metric_name
         training_args.greater_is_better = greater_is_better
     return Path(training_args.output_dir)
+
+
+def check_split(table: MolecularTable, split: Split) -> None:
+    """Raise if training on ``split`` could not work: an empty part, or (classification) validation rows in
+    which no task has both classes, so ROC-AUC is undefined there and no epoch could be chosen as the best."""
+    sizes = {part: len(split[part]) for part in SPLIT_PARTS}
+    described = f"train/valid/test hold {sizes['train']}/{sizes['valid']}/{sizes['test']} of {len(table)} usable rows"
+    empty = [part for part, size in sizes.items() if size == 0]
+    if empty:
+        raise ValueError(
+            f"the {' and '.join(empty)} {'part is' if len(empty) == 1 else 'parts are'} empty ({described}): add rows, "
+            "or pass a --split_file whose three parts all hold rows"
+        )
+    valid_labels = table.labels[split["valid"]]
+    if table.task_type == "classification" and not any(map(roc_auc_defined, valid_labels.T)):
+        raise ValueError(
+            f"no task has both classes among the {sizes['valid']} validation rows ({described}), so the "
+            "validation ROC-AUC is undefined and no epoch could be chosen as the best: add rows, use the "
+            "(stratified) random split, or pass a --split_file"
+        )
 
 
 def run_training(
