@@ -23,6 +23,7 @@ Examples:
     python scripts/benchmark.py --config default --datasets bace bbbp
     python scripts/benchmark.py --config no_alignment --datasets bace --splits random_0 -- --seed 1
     python scripts/benchmark.py --config default --datasets esol freesolv --jobs 2   # 2 runs at a time
+    python scripts/benchmark.py --config default --datasets muv --splits random_0 --processes 2   # DDP
     python scripts/benchmark.py --render_only
 """
 
@@ -46,6 +47,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "benchmarks" / "configs"
 TRAIN_SCRIPT = "scripts/train.py"
+# How a run with --processes N > 1 is started: data-parallel over N processes (gloo on CPU, NCCL on GPUs).
+DDP_LAUNCH = ("-m", "accelerate.commands.launch", "--config_file", "configs/accelerate_ddp.yaml", "--num_processes")
 DEFAULT_RESULTS_DIR = REPO / "benchmarks" / "results"
 DEFAULT_OUTPUT_ROOT = REPO / "runs" / "benchmark"
 DEFAULT_DOCS_FILE = REPO / "docs" / "benchmarks.md"
@@ -110,11 +113,18 @@ class PlannedRun:
     overrides: dict
     output_dir: Path
     train_arguments: list
+    processes: int = 1
+
+    def argv(self, python: str) -> list[str]:
+        """The command line that trains, with `python` as the interpreter; launched data-parallel over
+        `processes` processes when there are several."""
+        launch = [*DDP_LAUNCH, str(self.processes)] if self.processes > 1 else []
+        return [python, *launch, TRAIN_SCRIPT, *self.train_arguments]
 
     @property
     def command(self) -> str:
         """The command line as run from the repository root."""
-        return shlex.join(["python", TRAIN_SCRIPT, *self.train_arguments])
+        return shlex.join(self.argv("python"))
 
 
 def config_path(name_or_path: str, relative_to: Path) -> Path:
@@ -196,9 +206,15 @@ def check_config(config: BenchmarkConfig, known_options: set, known_datasets: se
 
 
 def plan_runs(
-    config: BenchmarkConfig, datasets: list[str], splits: list[str], extra_arguments: list[str], output_root: Path
+    config: BenchmarkConfig,
+    datasets: list[str],
+    splits: list[str],
+    extra_arguments: list[str],
+    output_root: Path,
+    processes: int = 1,
 ) -> list[PlannedRun]:
-    """Every run of the benchmark, its arguments checked by the scripts/train.py parser."""
+    """Every run of the benchmark, its arguments checked by the scripts/train.py parser. With `processes` > 1 the
+    batch size the options give stays the batch of an optimizer step: each process takes 1/processes of it."""
     from protomol_hf.data import MOLECULENET_DATASETS, bundled_split_path
 
     parser = train_parser()
@@ -225,6 +241,14 @@ def plan_runs(
                 raise ConfigError(f"config {config.name}, dataset {dataset}: {TRAIN_SCRIPT} rejects {error}") from None
             if unknown:
                 raise ConfigError(f"{TRAIN_SCRIPT} does not know these extra arguments: {shlex.join(unknown)}")
+            if processes > 1:
+                batch_size = parsed.per_device_train_batch_size
+                if batch_size % processes:
+                    raise ConfigError(
+                        f"dataset {dataset}: a batch of {batch_size} molecules does not divide among {processes} "
+                        "processes; pass -- --per_device_train_batch_size with a multiple of --processes"
+                    )
+                train_arguments += ["--per_device_train_batch_size", str(batch_size // processes)]
             runs.append(
                 PlannedRun(
                     dataset=dataset,
@@ -235,6 +259,7 @@ def plan_runs(
                     overrides=config.per_dataset.get(dataset, {}),
                     output_dir=output_dir,
                     train_arguments=train_arguments,
+                    processes=processes,
                 )
             )
     return runs
@@ -315,12 +340,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def training_environment(jobs: int) -> dict | None:
-    """The environment of each training process: with several at a time, an equal share of the CPU cores each
-    (OMP_NUM_THREADS, which torch reads), unless the caller set OMP_NUM_THREADS; None = inherit unchanged."""
-    if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
+def training_environment(processes: int) -> dict | None:
+    """The environment of each of `processes` training processes on the machine (runs at a time x processes per
+    run): with several, an equal share of the CPU cores each (OMP_NUM_THREADS, which torch reads), unless the
+    caller set OMP_NUM_THREADS; None = inherit unchanged."""
+    if processes == 1 or "OMP_NUM_THREADS" in os.environ:
         return None
-    return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
 
 
 def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, keep_checkpoints: bool = False) -> dict:
@@ -334,11 +360,11 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, ke
     start = time.perf_counter()
     with log_file.open("w") as log:
         process = subprocess.run(
-            [sys.executable, TRAIN_SCRIPT, *run.train_arguments],
+            run.argv(sys.executable),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=training_environment(jobs),
+            env=training_environment(jobs * run.processes),
         )
     wall_s = time.perf_counter() - start
     if process.returncode != 0 or not results_file.is_file():
@@ -369,6 +395,7 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, ke
         "overrides": run.overrides,
         "hardware": describe_hardware(),
         "parallel_jobs": jobs,
+        "processes": run.processes,
         "command": run.command,
     }
 
@@ -496,6 +523,9 @@ def results_table(records: list[dict]) -> list[str]:
         shared = sorted(r["split"] for r in rows if r.get("parallel_jobs", 1) > 1)
         if shared:
             notes.append(f"{', '.join(shared)}: run beside other runs (--jobs), wall time not comparable")
+        data_parallel = sorted(f"{r['split']}: {r['processes']} processes" for r in rows if r.get("processes", 1) > 1)
+        if data_parallel:
+            notes.append(f"data-parallel (--processes): {', '.join(data_parallel)}")
         wall = statistics.mean(r["wall_s"] for r in rows)
         lines.append(
             f"| {dataset} | {metric_label(metric)} | {summarize(random_values)} | {len(random_values)} | {scaffold} "
@@ -1048,6 +1078,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(unless you set it). Wall times of overlapping runs are not comparable; the report says so (default: 1)",
     )
     parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        help="data-parallel training processes per run, started with `accelerate launch --config_file "
+        "configs/accelerate_ddp.yaml` (on CPU each gets an equal share of the cores). The config's batch size "
+        "stays the batch of one optimizer step, split among the processes (default: 1)",
+    )
+    parser.add_argument(
         "--keep_checkpoints",
         action="store_true",
         help="keep the Trainer's checkpoint-* folders of finished runs (by default they are deleted; the best "
@@ -1075,7 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             config = load_config(args.config, Path.cwd())
             datasets = args.datasets or list(MOLECULENET_DATASETS)
-            runs = plan_runs(config, datasets, args.splits, extra_arguments, args.output_root.resolve())
+            runs = plan_runs(config, datasets, args.splits, extra_arguments, args.output_root.resolve(), args.processes)
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ RECORD_FIELDS = {
     "value",
     "valid_value",
     "parallel_jobs",
+    "processes",
     "best_epoch",
     "epochs_run",
     "train_wall_s",
@@ -103,7 +105,7 @@ def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
     assert record["seed"] == 0 and record["max_steps"] == 1 and record["wall_s"] > 0 and record["peak_rss_mb"] > 0
     assert 0 < record["train_wall_s"] < record["wall_s"] and record["epochs_run"] > 0
     assert record["hardware"]["cpu_count"] == os.cpu_count() and record["hardware"]["torch"]
-    assert record["parallel_jobs"] == 2
+    assert record["parallel_jobs"] == 2 and record["processes"] == 1
     assert record["command"].startswith(
         "python scripts/train.py --dataset_name bace --split_file random_0 --output_dir "
     )
@@ -138,6 +140,31 @@ def test_parallel_runs_share_the_cores(benchmark, monkeypatch):
     assert benchmark.training_environment(2) is None
     with pytest.raises(SystemExit):
         benchmark.build_parser().parse_args(["--jobs", "0"])
+
+
+def test_data_parallel_runs_launch_with_accelerate_and_split_the_batch(benchmark, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(benchmark.os, "cpu_count", lambda: 8)
+    config = benchmark.load_config("default", tmp_path)
+    (run,) = benchmark.plan_runs(config, ["bace"], ["random_0"], [], tmp_path, processes=2)
+    words = run.argv("python")
+    assert words[:7] == [
+        "python",
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        "configs/accelerate_ddp.yaml",
+        "--num_processes",
+        "2",
+    ]
+    assert words[7] == "scripts/train.py" and run.command == shlex.join(words)
+    # The default batch of 32 molecules per optimizer step: 16 in each of the two processes (the last value wins).
+    assert words[-2:] == ["--per_device_train_batch_size", "16"]
+    assert benchmark.training_environment(2 * run.processes)["OMP_NUM_THREADS"] == "2"
+    (single,) = benchmark.plan_runs(config, ["bace"], ["random_0"], [], tmp_path)
+    assert single.argv("python")[1] == "scripts/train.py" and "--per_device_train_batch_size" not in single.command
+    with pytest.raises(benchmark.ConfigError, match="does not divide among 3 processes"):
+        benchmark.plan_runs(config, ["bace"], ["random_0"], [], tmp_path, processes=3)
 
 
 def test_commit_is_dirty_for_code_changes_but_not_for_the_harness_outputs(benchmark, monkeypatch, tmp_path):
