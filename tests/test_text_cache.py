@@ -51,6 +51,9 @@ def test_cache_is_reused_only_when_model_texts_and_length_are_unchanged(processo
     again = build(model, processor, tmp_path, list(reversed(texts)))
     assert again.directory == first.directory
     assert (again.directory / "states.npy").stat().st_mtime_ns == modified  # not recomputed
+    # The same weights loaded from another folder (another virtual environment) use the same cache.
+    model.protomol.text_model.config._name_or_path = "/another/venv/site-packages/text_model"
+    assert build(model, processor, tmp_path, texts).directory == first.directory
 
     assert build(model, processor, tmp_path, texts[:-1]).directory != first.directory
     assert build(model, processor, tmp_path, texts, max_length=16).directory != first.directory

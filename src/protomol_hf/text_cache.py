@@ -26,7 +26,10 @@ _STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 def _fingerprint_text_model(text_model, tokenizer, max_length, dtype, texts):
     digest = hashlib.sha256()
-    digest.update(json.dumps(text_model.config.to_dict(), sort_keys=True, default=str).encode())
+    # Not where the model was loaded from: the same weights installed in another environment (the bundled
+    # MiniLM lives in site-packages) must find the cache, and the weights themselves are hashed below.
+    config = {key: value for key, value in text_model.config.to_dict().items() if key != "_name_or_path"}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(text_model.state_dict().items()):
         digest.update(f"{name}|{tensor.dtype}".encode())
         # The stored bytes as they are: no float32 copy of a multi-GB model, and a bf16 model (whose token
