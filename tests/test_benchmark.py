@@ -277,7 +277,7 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
         make_record("default", "bace", "random_1", 0.84),
         make_record("default", "bace", "random_2", 0.88),
         make_record("default", "bace", "scaffold", 0.70),
-        make_record("default", "hiv", "random_0", 0.75, **hiv),
+        make_record("default", "hiv", "random_0", 0.75, processes=2, **hiv),
         make_record("no_alignment", "esol", "random_0", 1.2, metric="rmse"),
         make_record("no_cross_attention", "bace", "random_0", 0.78),
         make_record("no_cross_attention", "bace", "random_1", 0.86),
@@ -309,7 +309,10 @@ def test_report_summarizes_splits_and_quotes_the_paper(benchmark, tmp_path):
     assert "| no_cross_attention | bace | roc_auc ↑ | 2 | 0.820 | 0.820 | +0.000 | 1 of 2 | +0.000 |" in report
     assert "| no_alignment | esol |" not in report
     assert "| bace | roc_auc ↑ | 0.840 ± 0.040 | 3 | 0.700 | 30 | 10 |  |" in report
-    assert "| hiv | roc_auc ↑ | 0.750 | 1 | – | 10 | 10 | per-dataset: num_train_epochs=10 |" in report
+    assert (
+        "| hiv | roc_auc ↑ | 0.750 | 1 | – | 10 | 10 | per-dataset: num_train_epochs=10; "
+        "data-parallel (--processes): random_0: 2 processes |" in report
+    )
     assert "| esol | rmse ↓ | 1.100 | 1 | – | 30 | 10 |  |" in report
     assert "**0.914 ± 0.003** (paper)" in report and "default: 0.840 ± 0.040 (n=3)" in report
     assert "| graph_only | `{" in report and "not yet available" not in report
