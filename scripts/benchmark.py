@@ -8,8 +8,9 @@ For every (dataset, split) this runs, in its own process and from the repository
 
 then appends one JSON line (test and valid metric, best epoch, wall time, peak memory, epochs, seed,
 git commit, hardware, command) to RESULTS_DIR/CONFIG.jsonl. Runs already recorded there (same config,
-dataset, split and seed) are skipped, so an interrupted benchmark resumes where it stopped. A failed
-run prints the tail of its log and the others go on; the exit code is then 1. Extra train arguments are
+dataset, split and seed) are skipped, so an interrupted benchmark resumes where it stopped; a run
+interrupted mid-training resumes from its last checkpoint (one per epoch), with the time before that checkpoint
+counted in its record (`--from_scratch` starts such runs over). A failed run prints the tail of its log and the others go on; the exit code is then 1. Extra train arguments are
 whatever follows `--`: they come last, so they win over the config's options, and relative paths in them
 are taken from the repository root.
 
@@ -349,18 +350,42 @@ def training_environment(processes: int) -> dict | None:
     return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
 
 
-def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, keep_checkpoints: bool = False) -> dict:
-    """Train once, `jobs` runs sharing the machine; returns the record to append (raises RuntimeError with the
-    log tail when it fails). The Trainer's checkpoint folders of a finished run are deleted unless
-    `keep_checkpoints`: the best model is saved in the run's folder, and each checkpoint holds the text model and
-    the optimizer state again (about 0.2 GB; a full benchmark would otherwise fill a disk)."""
+def interrupted_checkpoint(run: PlannedRun, from_scratch: bool = False) -> Path | None:
+    """The last checkpoint an interrupted attempt at `run` left in its folder (None if there is none); with
+    `from_scratch` those checkpoints are deleted instead, so the run starts over."""
+    if not run.output_dir.is_dir():
+        return None
+    if from_scratch:
+        for checkpoint in run.output_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(run.output_dir))
+    return Path(last) if last else None
+
+
+def run_one(
+    run: PlannedRun,
+    config_name: str,
+    log_file: Path,
+    jobs: int = 1,
+    keep_checkpoints: bool = False,
+    resume_from: Path | None = None,
+) -> dict:
+    """Train once, `jobs` runs sharing the machine, continuing from the checkpoint `resume_from` if given; returns
+    the record to append (raises RuntimeError with the log tail when it fails). The Trainer's checkpoint folders
+    of a finished run are deleted unless `keep_checkpoints`: the best model is saved in the run's folder, and each
+    checkpoint holds the text model and the optimizer state again (about 0.2 GB; a full benchmark would otherwise
+    fill a disk)."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
     results_file = run.output_dir / "results.json"
     results_file.unlink(missing_ok=True)
+    resume_arguments = ["--resume_from_checkpoint", str(resume_from)] if resume_from else []
     start = time.perf_counter()
-    with log_file.open("w") as log:
+    with log_file.open("a" if resume_from else "w") as log:
         process = subprocess.run(
-            run.argv(sys.executable),
+            [*run.argv(sys.executable), *resume_arguments],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -371,6 +396,9 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, ke
         tail = log_file.read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
         raise RuntimeError(f"exit code {process.returncode}, log {log_file}:\n{tail}")
     results = json.loads(results_file.read_text())
+    # An earlier attempt's training up to the checkpoint resumed from (its start-up is not counted: a rerun
+    # finds the text features cached).
+    wall_s += results.get("resumed_train_s", 0.0)
     if not keep_checkpoints:
         for checkpoint in run.output_dir.glob("checkpoint-*"):
             shutil.rmtree(checkpoint)
@@ -388,6 +416,7 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, ke
         "epochs_run": results["epochs_run"],
         "train_wall_s": results["train_wall_s"],
         "wall_s": round(wall_s, 1),
+        "resumed_from": resume_from.name if resume_from else None,
         "peak_rss_mb": results["peak_memory_mb"],
         "git_commit": git_commit(),
         "epochs": run.epochs,
@@ -401,7 +430,12 @@ def run_one(run: PlannedRun, config_name: str, log_file: Path, jobs: int = 1, ke
 
 
 def run_benchmark(
-    config: BenchmarkConfig, runs: list[PlannedRun], results_file: Path, jobs: int = 1, keep_checkpoints: bool = False
+    config: BenchmarkConfig,
+    runs: list[PlannedRun],
+    results_file: Path,
+    jobs: int = 1,
+    keep_checkpoints: bool = False,
+    from_scratch: bool = False,
 ) -> int:
     """Run what `results_file` does not hold yet, `jobs` at a time, appending one line per finished run (under a
     lock, so lines never interleave); returns the failures."""
@@ -411,9 +445,18 @@ def run_benchmark(
 
     def execute(label: str, run: PlannedRun) -> bool:
         log_file = run.output_dir / "train.log"
-        print(f"{label}: running, log {display_path(log_file)}", flush=True)
+        resume_from = interrupted_checkpoint(run, from_scratch)
+        if resume_from:
+            print(
+                f"{label}: resuming from {resume_from.name}, left by an interrupted attempt "
+                "(--from_scratch starts over), log appended to",
+                display_path(log_file),
+                flush=True,
+            )
+        else:
+            print(f"{label}: running, log {display_path(log_file)}", flush=True)
         try:
-            record = run_one(run, config.name, log_file, jobs, keep_checkpoints)
+            record = run_one(run, config.name, log_file, jobs, keep_checkpoints, resume_from)
         except RuntimeError as error:
             print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
             return False
@@ -526,6 +569,12 @@ def results_table(records: list[dict]) -> list[str]:
         data_parallel = sorted(f"{r['split']}: {r['processes']} processes" for r in rows if r.get("processes", 1) > 1)
         if data_parallel:
             notes.append(f"data-parallel (--processes): {', '.join(data_parallel)}")
+        resumed = sorted(f"{r['split']} from {r['resumed_from']}" for r in rows if r.get("resumed_from"))
+        if resumed:
+            notes.append(
+                f"resumed after an interruption ({', '.join(resumed)}): wall time counts the training before the "
+                "checkpoint, not that attempt's start-up"
+            )
         wall = statistics.mean(r["wall_s"] for r in rows)
         lines.append(
             f"| {dataset} | {metric_label(metric)} | {summarize(random_values)} | {len(random_values)} | {scaffold} "
@@ -1092,6 +1141,12 @@ def build_parser() -> argparse.ArgumentParser:
         "model stays in OUTPUT_ROOT/CONFIG/DATASET/SPLIT)",
     )
     parser.add_argument(
+        "--from_scratch",
+        action="store_true",
+        help="train runs that an interrupted benchmark left unfinished from the start, deleting their checkpoints "
+        "(by default such a run resumes from its last checkpoint)",
+    )
+    parser.add_argument(
         "--render_only", action="store_true", help="run nothing; render the report from the existing results"
     )
     return parser
@@ -1117,7 +1172,14 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        failures = run_benchmark(config, runs, results_dir / f"{config.name}.jsonl", args.jobs, args.keep_checkpoints)
+        failures = run_benchmark(
+            config,
+            runs,
+            results_dir / f"{config.name}.jsonl",
+            args.jobs,
+            args.keep_checkpoints,
+            args.from_scratch,
+        )
     args.docs_file.parent.mkdir(parents=True, exist_ok=True)
     args.docs_file.write_text(render_markdown(load_records(results_dir), results_dir))
     print(f"wrote {display_path(args.docs_file)}")

@@ -1,8 +1,10 @@
-"""scripts/benchmark.py: a real tiny run on BACE (record, resume, failure), config checks and the rendered report."""
+"""scripts/benchmark.py: a real tiny run on BACE (record, skip when recorded, failure, resume from a checkpoint),
+config checks and the rendered report."""
 
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +26,7 @@ RECORD_FIELDS = {
     "epochs_run",
     "train_wall_s",
     "wall_s",
+    "resumed_from",
     "peak_rss_mb",
     "git_commit",
     "epochs",
@@ -128,6 +131,43 @@ def test_harness_records_resumes_and_renders(tmp_path, tiny_text_model):
     assert f"| bace | roc_auc ↑ | {record['value']:.3f} | 1 |" in report
     assert "random_0: run beside other runs (--jobs), wall time not comparable" in report
     assert record["command"] in report
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, tiny_text_model):
+    (tmp_path / "two_steps.json").write_text(json.dumps({**TINY_CONFIG, "max_steps": 2}))
+    harness = ["--config", "two_steps.json", "--datasets", "bace", "--splits", "random_0"]
+    extra = ["--", "--text_model", str(tiny_text_model), "--cache_dir", str(tmp_path / "cache"), *TINY_MODEL_ARGS]
+    extra += ["--save_strategy", "steps", "--save_steps", "1"]
+    run_dir = tmp_path / "runs" / "two_steps" / "bace" / "random_0"
+    results_file = tmp_path / "results" / "two_steps.jsonl"
+    first = run_harness(tmp_path, *harness, "--keep_checkpoints", *extra)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(results_file.read_text())["resumed_from"] is None
+    # As if the process had been killed after the first step's checkpoint.
+    shutil.rmtree(run_dir / "checkpoint-2")
+    (run_dir / "results.json").unlink()
+    results_file.unlink()
+
+    second = run_harness(tmp_path, *harness, *extra)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resuming from checkpoint-1" in second.stdout
+    record = json.loads(results_file.read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert record["resumed_from"] == "checkpoint-1" and results["resumed_from"] == str(run_dir / "checkpoint-1")
+    # The first attempt's training clock came back with the checkpoint and counts in both wall times.
+    assert 0 < results["resumed_train_s"] < results["train_wall_s"] < record["wall_s"]
+    assert json.loads((run_dir / "trainer_state.json").read_text())["global_step"] == 2
+    assert not list(run_dir.glob("checkpoint-*"))
+
+
+def test_from_scratch_deletes_the_checkpoints_of_an_interrupted_run(benchmark, tmp_path):
+    run = benchmark.PlannedRun("bace", "random_0", 0, 1.0, -1, {}, tmp_path / "run", [])
+    assert benchmark.interrupted_checkpoint(run) is None  # never started
+    for step in (3, 12):
+        (run.output_dir / f"checkpoint-{step}").mkdir(parents=True)
+    assert benchmark.interrupted_checkpoint(run) == run.output_dir / "checkpoint-12"
+    assert benchmark.interrupted_checkpoint(run, from_scratch=True) is None
+    assert not list(run.output_dir.glob("checkpoint-*"))
 
 
 def test_parallel_runs_share_the_cores(benchmark, monkeypatch):

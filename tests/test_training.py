@@ -226,6 +226,8 @@ def test_killed_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path,
     assert without_timings(resumed["test"]) == pytest.approx(without_timings(expected["test"]), abs=1e-6)
     assert without_timings(resumed["valid"]) == pytest.approx(without_timings(expected["valid"]), abs=1e-6)
     assert resumed["best_epoch"] == expected["best_epoch"]
+    # The killed attempt's training time up to its checkpoint came back with it (restored callback state).
+    assert resumed["resumed_train_s"] > 0 and expected["resumed_train_s"] == 0
     uninterrupted_losses = train_losses(tmp_path / "uninterrupted")
     assert train_losses(killed) == pytest.approx(uninterrupted_losses, abs=1e-6) and len(uninterrupted_losses) == 5
 

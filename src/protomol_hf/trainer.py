@@ -1,5 +1,7 @@
-"""ProtoMolTrainer: the transformers Trainer with ProtoMol's loss components logged."""
+"""ProtoMolTrainer: the transformers Trainer with ProtoMol's loss components logged; a training clock that
+survives resuming from a checkpoint."""
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -7,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import EvalPrediction, Trainer
+from transformers import EvalPrediction, Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from .metrics import MoleculeNetMetric
 
@@ -59,6 +62,32 @@ class ProtoMolTrainer(Trainer):
             self._component_sums.clear()
             self._component_steps = 0
         super().log(logs, start_time)
+
+
+class ProtoMolTrainingClock(TrainerCallback, ExportableState):
+    """Seconds spent in `Trainer.train`, counting the training before the checkpoint a run resumed from.
+
+    Each checkpoint's trainer_state.json stores the clock; the Trainer restores it on `resume_from_checkpoint`
+    (with `restore_callback_states_from_checkpoint`), so an interrupted run's time up to its last checkpoint is kept
+    and the work lost after it is not counted twice.
+    """
+
+    def __init__(self, resumed_s: float = 0.0):
+        self.resumed_s = resumed_s  # training seconds before the checkpoint this run resumed from
+        self._started: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        """Training seconds so far, resumed ones included (the Trainer also asks before training starts)."""
+        if self._started is None:
+            return self.resumed_s
+        return self.resumed_s + time.perf_counter() - self._started
+
+    def state(self) -> dict:
+        return {"args": {"resumed_s": self.elapsed_s}}
 
 
 def build_compute_metrics(

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import DistributedType
 from datasets import Array2D, Dataset, Features, List, Value
-from transformers import AutoTokenizer, EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback, TrainingArguments, set_seed
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from . import featurization_protomol, processing_protomol
@@ -37,7 +38,7 @@ from .metrics import MoleculeNetMetric, main_metric, roc_auc_defined
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor, molecule_texts
 from .text_cache import ProtoMolCachedTextCollator, TextFeatureCache
-from .trainer import ProtoMolTrainer, build_compute_metrics
+from .trainer import ProtoMolTrainer, ProtoMolTrainingClock, build_compute_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,13 @@ class ProtoMolTrainingArguments(TrainingArguments):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best is always kept)."})
     load_best_model_at_end: bool = field(
         default=True, metadata={"help": "Restore the best validation checkpoint at the end."}
+    )
+    restore_callback_states_from_checkpoint: bool = field(
+        default=True,
+        metadata={
+            "help": "With --resume_from_checkpoint, also restore early stopping's count of epochs without "
+            "improvement and the training clock, so a resumed run stops and reports its time as an uninterrupted one."
+        },
     )
     metric_for_best_model: str | None = field(
         default="auto",
@@ -511,7 +519,7 @@ def run_training(
     _cast_for_deepspeed_half_precision(model, training_args)
     parts = {name: dataset.select(indices) for name, indices in split.items()}
 
-    callbacks = []
+    callbacks: list[TrainerCallback] = [ProtoMolTrainingClock()]
     if data_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
     trainer = ProtoMolTrainer(
@@ -524,9 +532,10 @@ def run_training(
         compute_metrics=build_compute_metrics(table.task_type, table.task_names),
         callbacks=callbacks,
     )
-    train_start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    train_wall_s = time.perf_counter() - train_start
+    # A resumed run's clock is the one the Trainer rebuilt from the checkpoint, not the one passed in.
+    clock = cast(ProtoMolTrainingClock, trainer.pop_callback(ProtoMolTrainingClock))
+    train_wall_s = clock.elapsed_s
     # test_predictions.csv pairs predictions with rows by position: evaluate in dataset order even if
     # training grouped batches by length (that sampler also shuffles evaluation).
     trainer.args.train_sampling_strategy = "random"
@@ -548,6 +557,8 @@ def run_training(
         "best_epoch": _best_epoch(trainer.state, metric_name),
         "epochs_run": round(trainer.state.epoch or 0.0, 2),
         "train_wall_s": round(train_wall_s, 2),
+        "resumed_from": training_args.resume_from_checkpoint,
+        "resumed_train_s": round(clock.resumed_s, 2),
         "total_wall_s": round(time.perf_counter() - start, 2),
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "num_molecules": {name: len(indices) for name, indices in split.items()},
