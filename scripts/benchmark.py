@@ -9,10 +9,11 @@ For every (dataset, split) this runs, in its own process and from the repository
 then appends one JSON line (test and valid metric, best epoch, wall time, peak memory, epochs, seed,
 git commit, hardware, command) to RESULTS_DIR/CONFIG.jsonl. Runs already recorded there (same config,
 dataset, split and seed) are skipped, so an interrupted benchmark resumes where it stopped; a run
-interrupted mid-training resumes from its last checkpoint (one per epoch), with the time before that checkpoint
-counted in its record (`--from_scratch` starts such runs over). A failed run prints the tail of its log and the others go on; the exit code is then 1. Extra train arguments are
-whatever follows `--`: they come last, so they win over the config's options, and relative paths in them
-are taken from the repository root.
+interrupted mid-training resumes from its last checkpoint (one per epoch), with the training time before
+that checkpoint counted in its record (`--from_scratch` starts such runs over). A failed run prints the
+tail of its log and the others go on; the exit code is then 1. Extra train arguments are whatever follows
+`--`: they come last, so they win over the config's options, and relative paths in them are taken from
+the repository root.
 
 A config is a JSON object of scripts/train.py options, e.g. {"num_train_epochs": 30}, plus three
 optional keys: "description", "extends" (a config whose options this one starts from) and
