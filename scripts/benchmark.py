@@ -351,14 +351,19 @@ def training_environment(processes: int) -> dict | None:
     return {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
 
 
+def delete_checkpoints(output_dir: Path) -> None:
+    """Delete the Trainer's checkpoint-* folders in a run's folder."""
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+
+
 def interrupted_checkpoint(run: PlannedRun, from_scratch: bool = False) -> Path | None:
     """The last checkpoint an interrupted attempt at `run` left in its folder (None if there is none); with
     `from_scratch` those checkpoints are deleted instead, so the run starts over."""
     if not run.output_dir.is_dir():
         return None
     if from_scratch:
-        for checkpoint in run.output_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
+        delete_checkpoints(run.output_dir)
         return None
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -399,10 +404,9 @@ def run_one(
     results = json.loads(results_file.read_text())
     # An earlier attempt's training up to the checkpoint resumed from (its start-up is not counted: a rerun
     # finds the text features cached).
-    wall_s += results.get("resumed_train_s", 0.0)
+    wall_s += results["resumed_train_s"]
     if not keep_checkpoints:
-        for checkpoint in run.output_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
+        delete_checkpoints(run.output_dir)
     metric = results["metric"]
     return {
         "system": SYSTEM,
