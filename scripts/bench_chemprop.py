@@ -6,7 +6,10 @@ split and seed this
   * writes the split's rows (SMILES and label columns, train then valid then test) to data.csv and
     a chemprop splits file (splits.json: [{"train": [...], "val": [...], "test": [...]}] over them);
   * runs `chemprop train` with chemprop's defaults except the task type (classification or regression,
-    from the dataset spec), the split, the seed (--data-seed and --pytorch-seed) and --accelerator cpu;
+    from the dataset spec), the split, the seed (--data-seed and --pytorch-seed) and --accelerator cpu,
+    through scripts/chemprop_train.py, which times the training and can resume it: a run interrupted
+    mid-training (its folder holds chemprop's last-epoch checkpoint, train/model_0/checkpoints/last.ckpt)
+    goes on from that checkpoint, unless --from_scratch;
   * runs `chemprop predict` with the saved model on the validation SMILES and, timed, on the test SMILES;
   * scores chemprop's own test predictions (test_predictions.csv) and the validation predictions with
     protomol_hf.metrics.MoleculeNetMetric (ROC-AUC or RMSE), as the ProtoMol runs are scored;
@@ -14,15 +17,19 @@ split and seed this
 
 Chemprop is called as a subprocess from its own virtual environment (see
 benchmarks/chemprop_requirements.txt). Recorded figures:
-  * wall_s: `chemprop train` end to end (start-up, featurization, training, test prediction);
+  * wall_s: `chemprop train` end to end (start-up, featurization, training, test prediction); for a resumed
+    run, plus the training time before the checkpoint (resumed_train_s), as scripts/benchmark.py counts it;
   * seconds_per_epoch: from chemprop logging the model (just before fitting) to its test results,
     timed on its streamed output, divided by the epochs run (validation and test prediction included);
+    for a resumed run, the training time before the checkpoint and the epochs before it count too;
+  * resumed_from: "epoch N" when the run went on from the checkpoint of its N-th epoch, else null;
   * best_epoch: the 1-based epoch of the checkpoint chemprop kept (by its default tracking metric,
     the validation loss), as in the ProtoMol records; epochs: the epochs run;
   * predict_molecules_per_s: test molecules over the `chemprop predict` wall time (start-up included);
   * peak_rss_mb: the largest peak resident memory of the chemprop processes.
 
     python scripts/bench_chemprop.py --dataset_name bace --split random_0
+    python scripts/bench_chemprop.py --dataset_name muv --split random_0   # after an interruption: resumes
     python scripts/bench_chemprop.py --epochs 2 --results /tmp/chemprop_smoke.jsonl --output_dir /tmp/chemprop_smoke
 """
 
@@ -49,6 +56,7 @@ from protomol_hf.metrics import MoleculeNetMetric, main_metric
 CHEMPROP_WARMUP_EPOCHS = 2
 FIT_START_MARKER = b" - MPNN("
 FIT_END_MARKER = b"Test Set results"
+TRAIN_WRAPPER = Path(__file__).with_name("chemprop_train.py")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,8 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--output_dir",
         type=Path,
         default=Path("runs/chemprop"),
-        help="Runs go to OUTPUT_DIR/<dataset>/<split>/seed_<seed>, whose train/ folder is replaced "
-        "(default: runs/chemprop).",
+        help="Runs go to OUTPUT_DIR/<dataset>/<split>/seed_<seed>; its train/ folder is replaced unless it "
+        "holds the checkpoint of an interrupted training, which is resumed (default: runs/chemprop).",
+    )
+    parser.add_argument(
+        "--from_scratch",
+        action="store_true",
+        help="Start over even when an interrupted training of this dataset, split and seed left a checkpoint.",
     )
     parser.add_argument(
         "--results",
@@ -96,8 +109,23 @@ def chemprop_version(chemprop: str) -> str:
     return result.stdout.split()[-1]
 
 
-def run_timed(command: list[str], log_path: Path) -> tuple[float, bytes, list[int], list[float]]:
-    """Run `command`, its merged stdout/stderr streamed to `log_path`.
+def interrupted_checkpoint(model_dir: Path) -> Path | None:
+    """chemprop's last-epoch checkpoint in `model_dir` if its training was interrupted, else None (a finished
+    training has written best.pt)."""
+    last = model_dir / "checkpoints" / "last.ckpt"
+    return last if last.is_file() and not (model_dir / "best.pt").exists() else None
+
+
+def unclocked_train_s(model_dir: Path, checkpoint: Path) -> float:
+    """The training seconds before `checkpoint` when chemprop saved it without scripts/chemprop_train.py's clock,
+    i.e. in a first attempt run with chemprop's own command line: from that attempt's start of training (when
+    its logger wrote trainer_logs/version_0/hparams.yaml) to the checkpoint's last modification."""
+    started = (model_dir / "trainer_logs" / "version_0" / "hparams.yaml").stat().st_mtime
+    return checkpoint.stat().st_mtime - started
+
+
+def run_timed(command: list[str], log_path: Path, append: bool = False) -> tuple[float, bytes, list[int], list[float]]:
+    """Run `command`, its merged stdout/stderr streamed to `log_path` (appended to with `append`).
 
     Returns the wall seconds, the output, and per chunk read its end offset in the output and the
     seconds since the start at which it arrived (to time the lines chemprop prints).
@@ -106,7 +134,7 @@ def run_timed(command: list[str], log_path: Path) -> tuple[float, bytes, list[in
     output, chunk_ends, chunk_times = bytearray(), [], []
     start = time.perf_counter()
     with (
-        log_path.open("wb") as log,
+        log_path.open("ab" if append else "wb") as log,
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as process,
     ):
         while chunk := process.stdout.read1(1 << 16):
@@ -167,8 +195,20 @@ def main(argv=None) -> dict:
     parts = {part: table.iloc[rows][["smiles", *task_names]].reset_index(drop=True) for part, rows in split.items()}
 
     run_dir = args.output_dir / spec.name / args.split / f"seed_{args.seed}"
-    train_dir = run_dir / "train"
-    shutil.rmtree(train_dir, ignore_errors=True)
+    train_dir, clock_file = run_dir / "train", run_dir / "clock.json"
+    model_dir = train_dir / "model_0"
+    resume_from = None if args.from_scratch else interrupted_checkpoint(model_dir)
+    if resume_from is None:
+        shutil.rmtree(train_dir, ignore_errors=True)
+    else:
+        # Taken now: the resumed training overwrites the checkpoint.
+        unclocked_s = unclocked_train_s(model_dir, resume_from)
+        print(
+            f"resuming chemprop from {resume_from}, left by an interrupted attempt (--from_scratch starts over); "
+            f"log appended to {run_dir / 'train.log'}",
+            flush=True,
+        )
+    clock_file.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_csv, splits_json = run_dir / "data.csv", run_dir / "splits.json"
     pd.concat(parts.values()).to_csv(data_csv, index=False)
@@ -182,18 +222,22 @@ def main(argv=None) -> dict:
     splits_json.write_text(json.dumps([{part: list(indices) for part, indices in splits.items()}]))
 
     version = chemprop_version(args.chemprop)
-    command = [args.chemprop, "train", "-i", str(data_csv), "--splits-file", str(splits_json), "-s", "smiles"]
+    chemprop_python = str(Path(args.chemprop).with_name("python"))
+    command = [chemprop_python, str(TRAIN_WRAPPER), "--clock_file", str(clock_file)]
+    command += ["--resume_from", str(resume_from)] if resume_from else []
+    command += ["--", "-i", str(data_csv), "--splits-file", str(splits_json), "-s", "smiles"]
     command += ["--target-columns", *task_names, "-t", spec.task_type, "-o", str(train_dir), "--accelerator", "cpu"]
     command += ["--data-seed", str(args.seed), "--pytorch-seed", str(args.seed)]
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
         if args.epochs <= CHEMPROP_WARMUP_EPOCHS:
             command += ["--warmup-epochs", str(args.epochs - 1)]
-    wall_s, output, chunk_ends, chunk_times = run_timed(command, run_dir / "train.log")
+    wall_s, output, chunk_ends, chunk_times = run_timed(command, run_dir / "train.log", append=bool(resume_from))
 
-    model_dir = train_dir / "model_0"
-    logged = pd.read_csv(next((model_dir / "trainer_logs").glob("version_*/metrics.csv")))
-    epochs_run = int(logged.loc[logged["val_loss"].notna(), "epoch"].nunique())
+    clock = json.loads(clock_file.read_text())
+    resumed_train_s = 0.0
+    if resume_from:
+        resumed_train_s = unclocked_s if clock["resumed_train_s"] is None else clock["resumed_train_s"]
     fit_s = arrival_time(FIT_END_MARKER, output, chunk_ends, chunk_times) - arrival_time(
         FIT_START_MARKER, output, chunk_ends, chunk_times
     )
@@ -219,9 +263,11 @@ def main(argv=None) -> dict:
         "value": test_value,
         "valid_value": valid_value,
         "best_epoch": best_epoch,
-        "epochs": epochs_run,
-        "wall_s": round(wall_s, 1),
-        "seconds_per_epoch": round(fit_s / epochs_run, 2),
+        "epochs": clock["epochs"],
+        "wall_s": round(wall_s + resumed_train_s, 1),
+        "seconds_per_epoch": round((resumed_train_s + fit_s) / clock["epochs"], 2),
+        "resumed_from": f"epoch {clock['resumed_epochs']}" if resume_from else None,
+        "resumed_train_s": round(resumed_train_s, 1),
         "predict_molecules_per_s": round(num_test / predict_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "chemprop_version": version,

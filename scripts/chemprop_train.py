@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""`chemprop train` that can resume: chemprop's own command line, with a clock and a resume option added.
+
+chemprop's command line cannot resume an interrupted training (chemprop/chemprop#1039), and chemprop's
+defaults on MUV take about three hours on 2 CPU cores. scripts/bench_chemprop.py therefore runs
+`chemprop train` through this script, with the Python of chemprop's virtual environment. It
+  * adds a training clock to chemprop's Lightning trainer: the seconds from the start of training, kept in
+    every checkpoint chemprop saves (model_0/checkpoints/last.ckpt after each epoch) and restored from it;
+  * with --resume_from CKPT, has the trainer's `fit` restore everything from CKPT (model, optimizer, learning
+    rate schedule, epoch, and the checkpoint and early-stopping callbacks) before it goes on;
+  * writes to --clock_file, when training ends, {"train_s": the training seconds of the whole run,
+    "resumed_train_s": those that came from CKPT (null if CKPT has no clock: chemprop saved it unwrapped),
+    "epochs": the epochs trained in all, "resumed_epochs": those that came from CKPT}.
+Everything else is chemprop's own: the arguments after `--` are those of `chemprop train`.
+
+    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json -- -i data.csv -t regression
+    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json \\
+        --resume_from train/model_0/checkpoints/last.ckpt -- -i data.csv -t regression
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from chemprop.cli.main import main as chemprop_main
+from lightning import pytorch as pl
+
+
+class ChempropTrainingClock(pl.Callback):
+    """Seconds and epochs of training, carried through checkpoints (a Lightning callback's state is saved with
+    them; the trainer restores the epoch count itself)."""
+
+    def __init__(self):
+        self.restored_s = self.resumed_s = None
+        self.started = None
+        self.elapsed_s = None
+        self.resumed_epochs = self.epochs = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.started = time.perf_counter()
+        # Taken now: chemprop's test prediction restores the best checkpoint, and this state with it, afterwards.
+        self.resumed_s = self.restored_s
+        self.resumed_epochs = trainer.current_epoch
+
+    def on_train_end(self, trainer, pl_module):
+        self.elapsed_s = self._elapsed_now()
+        self.epochs = trainer.current_epoch
+
+    def _elapsed_now(self) -> float:
+        return (self.resumed_s or 0.0) + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict:
+        return {"train_s": self._elapsed_now()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.restored_s = state_dict["train_s"]
+
+
+def add_to_chemprop_trainer(clock: ChempropTrainingClock, resume_from: Path | None) -> None:
+    """Make every `lightning.pytorch.Trainer` chemprop builds carry `clock`, and its `fit` resume from
+    `resume_from` (chemprop's train command builds one trainer per model and calls fit once on it)."""
+    original_init, original_fit = pl.Trainer.__init__, pl.Trainer.fit
+
+    def init_with_clock(self, *args, callbacks=None, **kwargs):
+        original_init(self, *args, callbacks=[*(callbacks or []), clock], **kwargs)
+
+    def fit_resumed(self, *args, **kwargs):
+        return original_fit(self, *args, ckpt_path=str(resume_from), weights_only=False, **kwargs)
+
+    pl.Trainer.__init__ = init_with_clock
+    if resume_from is not None:
+        pl.Trainer.fit = fit_resumed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clock_file", type=Path, required=True, help="Where the training seconds are written.")
+    parser.add_argument("--resume_from", type=Path, default=None, help="A Lightning checkpoint of this training.")
+    parser.add_argument("chemprop_args", nargs=argparse.REMAINDER, help="`-- ARGS`: the arguments of chemprop train.")
+    args = parser.parse_args()
+    chemprop_args = args.chemprop_args[1:] if args.chemprop_args[:1] == ["--"] else args.chemprop_args
+    if args.resume_from is not None and not args.resume_from.is_file():
+        parser.error(f"--resume_from {args.resume_from}: no such checkpoint")
+
+    clock = ChempropTrainingClock()
+    add_to_chemprop_trainer(clock, args.resume_from)
+    sys.argv = ["chemprop", "train", *chemprop_args]
+    chemprop_main()
+    if clock.elapsed_s is None:
+        raise SystemExit("chemprop train ended without training")
+    figures = {"train_s": clock.elapsed_s, "resumed_train_s": clock.resumed_s}
+    figures |= {"epochs": clock.epochs, "resumed_epochs": clock.resumed_epochs}
+    args.clock_file.write_text(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
