@@ -11,7 +11,8 @@ defaults on MUV take about three hours on 2 CPU cores. scripts/bench_chemprop.py
   * writes to --clock_file, when training ends, {"train_s": the training seconds of the whole run,
     "resumed_train_s": those that came from CKPT (null if CKPT has no clock: chemprop saved it unwrapped),
     "epochs": the epochs trained in all, "resumed_epochs": those that came from CKPT}.
-Everything else is chemprop's own: the arguments after `--` are those of `chemprop train`.
+Everything else is chemprop's own: the arguments after `--` are those of `chemprop train`, for one model
+(chemprop's default ensemble size of 1: the clock and the checkpoint belong to one training).
 
     .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json -- -i data.csv -t regression
     .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json \\
@@ -67,6 +68,7 @@ def add_to_chemprop_trainer(clock: ChempropTrainingClock, resume_from: Path | No
         original_init(self, *args, callbacks=[*(callbacks or []), clock], **kwargs)
 
     def fit_resumed(self, *args, **kwargs):
+        # The checkpoint is this training's own, so unpickling all of it (chemprop's hyperparameters too) is safe.
         return original_fit(self, *args, ckpt_path=str(resume_from), weights_only=False, **kwargs)
 
     pl.Trainer.__init__ = init_with_clock
@@ -89,7 +91,9 @@ def main() -> None:
     sys.argv = ["chemprop", "train", *chemprop_args]
     chemprop_main()
     if clock.elapsed_s is None:
-        raise SystemExit("chemprop train ended without training")
+        raise SystemExit(
+            "chemprop train ended without training (resuming a checkpoint of a finished training? start over)"
+        )
     figures = {"train_s": clock.elapsed_s, "resumed_train_s": clock.resumed_s}
     figures |= {"epochs": clock.epochs, "resumed_epochs": clock.resumed_epochs}
     args.clock_file.write_text(json.dumps(figures))
