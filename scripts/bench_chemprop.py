@@ -7,9 +7,10 @@ split and seed this
     a chemprop splits file (splits.json: [{"train": [...], "val": [...], "test": [...]}] over them);
   * runs `chemprop train` with chemprop's defaults except the task type (classification or regression,
     from the dataset spec), the split, the seed (--data-seed and --pytorch-seed) and --accelerator cpu,
-    through scripts/chemprop_train.py, which times the training and can resume it: a run interrupted
-    mid-training (its folder holds chemprop's last-epoch checkpoint, train/model_0/checkpoints/last.ckpt)
-    goes on from that checkpoint, unless --from_scratch;
+    through scripts/chemprop_train.py, which times the training, checkpoints every epoch and can resume: a
+    run interrupted mid-training (its folder holds train/model_0/checkpoints/epoch_end.ckpt, or only
+    chemprop's last.ckpt if chemprop ran without the wrapper) goes on from that checkpoint, unless
+    --from_scratch;
   * runs `chemprop predict` with the saved model on the validation SMILES and, timed, on the test SMILES;
   * scores chemprop's own test predictions (test_predictions.csv) and the validation predictions with
     protomol_hf.metrics.MoleculeNetMetric (ROC-AUC or RMSE), as the ProtoMol runs are scored;
@@ -57,6 +58,7 @@ CHEMPROP_WARMUP_EPOCHS = 2
 FIT_START_MARKER = b" - MPNN("
 FIT_END_MARKER = b"Test Set results"
 TRAIN_WRAPPER = Path(__file__).with_name("chemprop_train.py")
+EPOCH_CHECKPOINT = "epoch_end.ckpt"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,10 +112,13 @@ def chemprop_version(chemprop: str) -> str:
 
 
 def interrupted_checkpoint(model_dir: Path) -> Path | None:
-    """chemprop's last-epoch checkpoint in `model_dir` if its training was interrupted, else None (a finished
-    training has written best.pt)."""
-    last = model_dir / "checkpoints" / "last.ckpt"
-    return last if last.is_file() and not (model_dir / "best.pt").exists() else None
+    """The checkpoint to resume the interrupted training in `model_dir` from, or None if it finished (it has written
+    best.pt) or has none: scripts/chemprop_train.py's every-epoch checkpoint, else chemprop's own last.ckpt (saved
+    only when the validation loss improved)."""
+    if (model_dir / "best.pt").exists():
+        return None
+    candidates = (model_dir / "checkpoints" / name for name in (EPOCH_CHECKPOINT, "last.ckpt"))
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def unclocked_train_s(model_dir: Path, checkpoint: Path) -> float:
@@ -224,6 +229,7 @@ def main(argv=None) -> dict:
     version = chemprop_version(args.chemprop)
     chemprop_python = str(Path(args.chemprop).with_name("python"))
     command = [chemprop_python, str(TRAIN_WRAPPER), "--clock_file", str(clock_file)]
+    command += ["--epoch_checkpoint", str(model_dir / "checkpoints" / EPOCH_CHECKPOINT)]
     command += ["--resume_from", str(resume_from)] if resume_from else []
     command += ["--", "-i", str(data_csv), "--splits-file", str(splits_json), "-s", "smiles"]
     command += ["--target-columns", *task_names, "-t", spec.task_type, "-o", str(train_dir), "--accelerator", "cpu"]

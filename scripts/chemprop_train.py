@@ -4,8 +4,10 @@
 chemprop's command line cannot resume an interrupted training (chemprop/chemprop#1039), and chemprop's
 defaults on MUV take about three hours on 2 CPU cores. scripts/bench_chemprop.py therefore runs
 `chemprop train` through this script, with the Python of chemprop's virtual environment. It
+  * adds a checkpoint written at the end of every epoch, to --epoch_checkpoint (chemprop's own, best-*.ckpt
+    and last.ckpt, are written only when the validation loss improves, so they may lie many epochs back);
   * adds a training clock to chemprop's Lightning trainer: the seconds from the start of training, kept in
-    every checkpoint chemprop saves (model_0/checkpoints/last.ckpt after each epoch) and restored from it;
+    every checkpoint and restored from it;
   * with --resume_from CKPT, has the trainer's `fit` restore everything from CKPT (model, optimizer, learning
     rate schedule, epoch, and the checkpoint and early-stopping callbacks) before it goes on;
   * writes to --clock_file, when training ends, {"train_s": the training seconds of the whole run,
@@ -14,9 +16,10 @@ defaults on MUV take about three hours on 2 CPU cores. scripts/bench_chemprop.py
 Everything else is chemprop's own: the arguments after `--` are those of `chemprop train`, for one model
 (chemprop's default ensemble size of 1: the clock and the checkpoint belong to one training).
 
-    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json -- -i data.csv -t regression
-    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json \\
-        --resume_from train/model_0/checkpoints/last.ckpt -- -i data.csv -t regression
+    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json --epoch_checkpoint epoch.ckpt \\
+        -- -i data.csv -t regression
+    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json --epoch_checkpoint epoch.ckpt \\
+        --resume_from epoch.ckpt -- -i data.csv -t regression
 """
 
 import argparse
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from chemprop.cli.main import main as chemprop_main
 from lightning import pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class ChempropTrainingClock(pl.Callback):
@@ -59,13 +63,24 @@ class ChempropTrainingClock(pl.Callback):
         self.restored_s = state_dict["train_s"]
 
 
-def add_to_chemprop_trainer(clock: ChempropTrainingClock, resume_from: Path | None) -> None:
-    """Make every `lightning.pytorch.Trainer` chemprop builds carry `clock`, and its `fit` resume from
-    `resume_from` (chemprop's train command builds one trainer per model and calls fit once on it)."""
+def add_to_chemprop_trainer(clock: ChempropTrainingClock, epoch_checkpoint: Path, resume_from: Path | None) -> None:
+    """Make every `lightning.pytorch.Trainer` chemprop builds carry `clock` and save `epoch_checkpoint` after every
+    epoch, and its `fit` resume from `resume_from` (chemprop's train command builds one trainer per model and calls
+    fit once on it)."""
     original_init, original_fit = pl.Trainer.__init__, pl.Trainer.fit
 
     def init_with_clock(self, *args, callbacks=None, **kwargs):
-        original_init(self, *args, callbacks=[*(callbacks or []), clock], **kwargs)
+        # Unmonitored, top 1: the newest epoch replaces the file. Saved at the training epoch's end, after
+        # validation, so it holds chemprop's checkpoint and early-stopping states of that epoch; listed after
+        # chemprop's ModelCheckpoint, which thus stays the trainer's `checkpoint_callback` (the best model).
+        every_epoch = ModelCheckpoint(
+            dirpath=epoch_checkpoint.parent,
+            filename=epoch_checkpoint.stem,
+            save_top_k=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
+        original_init(self, *args, callbacks=[*(callbacks or []), clock, every_epoch], **kwargs)
 
     def fit_resumed(self, *args, **kwargs):
         # The checkpoint is this training's own, so unpickling all of it (chemprop's hyperparameters too) is safe.
@@ -79,6 +94,9 @@ def add_to_chemprop_trainer(clock: ChempropTrainingClock, resume_from: Path | No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clock_file", type=Path, required=True, help="Where the training seconds are written.")
+    parser.add_argument(
+        "--epoch_checkpoint", type=Path, required=True, help="The checkpoint written after every epoch (*.ckpt)."
+    )
     parser.add_argument("--resume_from", type=Path, default=None, help="A Lightning checkpoint of this training.")
     parser.add_argument("chemprop_args", nargs=argparse.REMAINDER, help="`-- ARGS`: the arguments of chemprop train.")
     args = parser.parse_args()
@@ -87,7 +105,7 @@ def main() -> None:
         parser.error(f"--resume_from {args.resume_from}: no such checkpoint")
 
     clock = ChempropTrainingClock()
-    add_to_chemprop_trainer(clock, args.resume_from)
+    add_to_chemprop_trainer(clock, args.epoch_checkpoint, args.resume_from)
     sys.argv = ["chemprop", "train", *chemprop_args]
     chemprop_main()
     if clock.elapsed_s is None:

@@ -8,8 +8,9 @@ import textwrap
 import pytest
 from conftest import REPO, load_script
 
-# Stands for scripts/chemprop_train.py run by chemprop's Python: writes what chemprop and the wrapper write (a
-# last-epoch checkpoint, then the test predictions, best.pt and the clock file), or stops after the checkpoint.
+# Stands for scripts/chemprop_train.py run by chemprop's Python: writes what chemprop and the wrapper write (the
+# wrapper's every-epoch checkpoint, which holds its clock, and chemprop's last.ckpt, then the test predictions,
+# best.pt and the clock file), or stops after the checkpoints.
 FAKE_CHEMPROP_PYTHON = """
 import json, os, sys
 from pathlib import Path
@@ -19,13 +20,15 @@ import pandas as pd
 args = sys.argv[2:]
 chemprop_args = args[args.index("--") + 1 :]
 option = lambda name: chemprop_args[chemprop_args.index(name) + 1]
-resumed = "--resume_from" in args[: args.index("--")]
+wrapper_args = args[: args.index("--")]
+resumed = "--resume_from" in wrapper_args
 model_dir = Path(option("-o")) / "model_0"
 (model_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
 (model_dir / "trainer_logs" / f"version_{int(resumed)}").mkdir(parents=True, exist_ok=True)
 (model_dir / "trainer_logs" / f"version_{int(resumed)}" / "hparams.yaml").touch()
 print("resumed attempt" if resumed else "fresh attempt", " - MPNN(", flush=True)
 (model_dir / "checkpoints" / "last.ckpt").touch()
+Path(wrapper_args[wrapper_args.index("--epoch_checkpoint") + 1]).touch()
 (model_dir / "checkpoints" / "best-epoch=1-val_loss=0.50.ckpt").touch()
 if os.environ.get("FAKE_CHEMPROP_INTERRUPT"):
     sys.exit("killed after the epoch-2 checkpoint")
@@ -34,7 +37,9 @@ test_rows = json.loads(Path(option("--splits-file")).read_text())[0]["test"]
 table.iloc[test_rows].to_csv(model_dir / "test_predictions.csv", index=False)  # the labels: ROC-AUC 1
 print("Test Set results", flush=True)
 (model_dir / "best.pt").touch()
-restored = 20.0 if resumed and os.environ.get("FAKE_CHEMPROP_CLOCKED") else None
+# Only the wrapper's checkpoint holds its clock.
+from_epoch_checkpoint = resumed and wrapper_args[wrapper_args.index("--resume_from") + 1].endswith("epoch_end.ckpt")
+restored = 20.0 if from_epoch_checkpoint else None
 clock = {"train_s": 30.0, "resumed_train_s": restored, "epochs": 3, "resumed_epochs": 2 if resumed else 0}
 Path(args[args.index("--clock_file") + 1]).write_text(json.dumps(clock))
 """
@@ -81,23 +86,24 @@ def test_a_fresh_run_is_recorded_without_resume(bench_chemprop, tmp_path):
     assert "fresh attempt" in (run_folder(tmp_path) / "train.log").read_text()
 
 
-@pytest.mark.parametrize("clocked", [True, False], ids=["clock_in_checkpoint", "checkpoint_of_chemprop_cli"])
-def test_an_interrupted_run_resumes_from_its_last_epoch_checkpoint(bench_chemprop, tmp_path, monkeypatch, clocked):
+@pytest.mark.parametrize("wrapped", [True, False], ids=["through_the_wrapper", "chemprop_cli"])
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(bench_chemprop, tmp_path, monkeypatch, wrapped):
     monkeypatch.setenv("FAKE_CHEMPROP_INTERRUPT", "1")
     with pytest.raises(RuntimeError, match="killed after the epoch-2 checkpoint"):
         bench_chemprop()
-    model_dir = run_folder(tmp_path) / "train" / "model_0"
-    # Without the wrapper's clock the training before the checkpoint is timed from the files: 100 s here.
-    checkpoint_time = (model_dir / "checkpoints" / "last.ckpt").stat().st_mtime
-    os.utime(model_dir / "trainer_logs" / "version_0" / "hparams.yaml", (checkpoint_time - 100,) * 2)
+    checkpoints = run_folder(tmp_path) / "train" / "model_0" / "checkpoints"
+    if not wrapped:  # chemprop's own command line leaves only its last.ckpt, without the clock
+        (checkpoints / "epoch_end.ckpt").unlink()
+    # Without the clock the training before the checkpoint is timed from the files: 100 s here.
+    checkpoint_time = (checkpoints / "last.ckpt").stat().st_mtime
+    os.utime(checkpoints.parent / "trainer_logs" / "version_0" / "hparams.yaml", (checkpoint_time - 100,) * 2)
     monkeypatch.delenv("FAKE_CHEMPROP_INTERRUPT")
-    if clocked:
-        monkeypatch.setenv("FAKE_CHEMPROP_CLOCKED", "1")
 
     record = bench_chemprop()
-    resumed_train_s = 20.0 if clocked else pytest.approx(100.0, abs=0.01)
+    resumed_train_s = 20.0 if wrapped else pytest.approx(100.0, abs=0.01)
     assert record["resumed_from"] == "epoch 2" and record["resumed_train_s"] == resumed_train_s
-    assert "--resume_from" in record["chemprop_command"] and record["epochs"] == 3
+    resumed_checkpoint = checkpoints / ("epoch_end.ckpt" if wrapped else "last.ckpt")
+    assert f"--resume_from {resumed_checkpoint}" in record["chemprop_command"] and record["epochs"] == 3
     assert record["wall_s"] > record["resumed_train_s"]
     log = (run_folder(tmp_path) / "train.log").read_text()
     assert "fresh attempt" in log and "resumed attempt" in log  # appended, not replaced
