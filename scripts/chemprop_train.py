@@ -2,7 +2,7 @@
 """`chemprop train` that can resume: chemprop's own command line, with a clock and a resume option added.
 
 chemprop's command line cannot resume an interrupted training (chemprop/chemprop#1039), and chemprop's
-defaults on MUV take about three hours on 2 CPU cores. scripts/bench_chemprop.py therefore runs
+defaults on MUV take about 1 h 45 min on 2 CPU cores. scripts/bench_chemprop.py therefore runs
 `chemprop train` through this script, with the Python of chemprop's virtual environment. It
   * adds a checkpoint written at the end of every epoch, to --epoch_checkpoint (chemprop's own, best-*.ckpt
     and last.ckpt, are written only when the validation loss improves, so they may lie many epochs back);
