@@ -230,7 +230,8 @@ def main(argv=None) -> dict:
     chemprop_python = str(Path(args.chemprop).with_name("python"))
     command = [chemprop_python, str(TRAIN_WRAPPER), "--clock_file", str(clock_file)]
     command += ["--epoch_checkpoint", str(model_dir / "checkpoints" / EPOCH_CHECKPOINT)]
-    command += ["--resume_from", str(resume_from)] if resume_from else []
+    if resume_from:
+        command += ["--resume_from", str(resume_from), "--unclocked_train_s", str(unclocked_s)]
     command += ["--", "-i", str(data_csv), "--splits-file", str(splits_json), "-s", "smiles"]
     command += ["--target-columns", *task_names, "-t", spec.task_type, "-o", str(train_dir), "--accelerator", "cpu"]
     command += ["--data-seed", str(args.seed), "--pytorch-seed", str(args.seed)]
@@ -241,9 +242,7 @@ def main(argv=None) -> dict:
     wall_s, output, chunk_ends, chunk_times = run_timed(command, run_dir / "train.log", append=bool(resume_from))
 
     clock = json.loads(clock_file.read_text())
-    resumed_train_s = 0.0
-    if resume_from:
-        resumed_train_s = unclocked_s if clock["resumed_train_s"] is None else clock["resumed_train_s"]
+    resumed_train_s = clock["resumed_train_s"] or 0.0
     fit_s = arrival_time(FIT_END_MARKER, output, chunk_ends, chunk_times) - arrival_time(
         FIT_START_MARKER, output, chunk_ends, chunk_times
     )

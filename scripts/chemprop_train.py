@@ -9,9 +9,10 @@ defaults on MUV take about 1 h 45 min on 2 CPU cores. scripts/bench_chemprop.py 
   * adds a training clock to chemprop's Lightning trainer: the seconds from the start of training, kept in
     every checkpoint and restored from it;
   * with --resume_from CKPT, has the trainer's `fit` restore everything from CKPT (model, optimizer, learning
-    rate schedule, epoch, and the checkpoint and early-stopping callbacks) before it goes on;
+    rate schedule, epoch, and the checkpoint and early-stopping callbacks) before it goes on; a CKPT without the
+    clock (saved by chemprop's own command line) restores none, and the clock starts from --unclocked_train_s;
   * writes to --clock_file, when training ends, {"train_s": the training seconds of the whole run,
-    "resumed_train_s": those that came from CKPT (null if CKPT has no clock: chemprop saved it unwrapped),
+    "resumed_train_s": those before CKPT (from its clock, else --unclocked_train_s; null if neither),
     "epochs": the epochs trained in all, "resumed_epochs": those that came from CKPT}.
 Everything else is chemprop's own: the arguments after `--` are those of `chemprop train`, for one model
 (chemprop's default ensemble size of 1: the clock and the checkpoint belong to one training).
@@ -37,8 +38,10 @@ class ChempropTrainingClock(pl.Callback):
     """Seconds and epochs of training, carried through checkpoints (a Lightning callback's state is saved with
     them; the trainer restores the epoch count itself)."""
 
-    def __init__(self):
-        self.restored_s = self.resumed_s = None
+    def __init__(self, unclocked_s: float | None = None):
+        # A checkpoint's clock, restored by load_state_dict, replaces the caller's figure for an unclocked one.
+        self.restored_s = unclocked_s
+        self.resumed_s = None
         self.started = None
         self.elapsed_s = None
         self.resumed_epochs = self.epochs = 0
@@ -98,13 +101,20 @@ def main() -> None:
         "--epoch_checkpoint", type=Path, required=True, help="The checkpoint written after every epoch (*.ckpt)."
     )
     parser.add_argument("--resume_from", type=Path, default=None, help="A Lightning checkpoint of this training.")
+    parser.add_argument(
+        "--unclocked_train_s",
+        type=float,
+        default=None,
+        help="The training seconds before --resume_from, used if that checkpoint has no clock (chemprop's own "
+        "command line saved it): the clock starts there, so the checkpoints of this attempt carry them on.",
+    )
     parser.add_argument("chemprop_args", nargs=argparse.REMAINDER, help="`-- ARGS`: the arguments of chemprop train.")
     args = parser.parse_args()
     chemprop_args = args.chemprop_args[1:] if args.chemprop_args[:1] == ["--"] else args.chemprop_args
     if args.resume_from is not None and not args.resume_from.is_file():
         parser.error(f"--resume_from {args.resume_from}: no such checkpoint")
 
-    clock = ChempropTrainingClock()
+    clock = ChempropTrainingClock(args.unclocked_train_s)
     add_to_chemprop_trainer(clock, args.epoch_checkpoint, args.resume_from)
     sys.argv = ["chemprop", "train", *chemprop_args]
     chemprop_main()
