@@ -38,9 +38,11 @@ table.iloc[test_rows].to_csv(model_dir / "test_predictions.csv", index=False)  #
 print("Test Set results", flush=True)
 (model_dir / "best.pt").touch()
 # Only the wrapper's checkpoint holds its clock; for chemprop's own the wrapper starts from --unclocked_train_s.
-from_epoch_checkpoint = resumed and wrapper_args[wrapper_args.index("--resume_from") + 1].endswith("epoch_end.ckpt")
-restored = 20.0 if from_epoch_checkpoint else None
-if resumed and restored is None:
+if not resumed:
+    restored = None
+elif wrapper_args[wrapper_args.index("--resume_from") + 1].endswith("epoch_end.ckpt"):
+    restored = 20.0
+else:
     restored = float(wrapper_args[wrapper_args.index("--unclocked_train_s") + 1])
 clock = {"train_s": 30.0, "resumed_train_s": restored, "epochs": 3, "resumed_epochs": 2 if resumed else 0}
 Path(args[args.index("--clock_file") + 1]).write_text(json.dumps(clock))
