@@ -9,7 +9,6 @@ from protomol_hf.data import (
     MOLECULENET_DATASETS,
     bundled_dataset_path,
     bundled_split_path,
-    label_statistics,
     load_split_file,
     load_table,
     make_split,
@@ -288,10 +287,3 @@ def test_make_split_dispatches_and_rejects_unknown_choice(tiny_classification, t
     assert all(np.array_equal(from_file[part], expected[part]) for part in expected)
     with pytest.raises(ValueError, match=r"split must be one of \('random', 'scaffold'\)"):
         make_split(tiny_classification, "temporal")
-
-
-def test_label_statistics_ignore_missing_values():
-    labels = np.array([[1.0, np.nan, 5.0], [3.0, np.nan, 5.0], [np.nan, np.nan, 5.0]])
-    mean, std = label_statistics(labels)
-    np.testing.assert_allclose(mean, [2.0, 0.0, 5.0])
-    np.testing.assert_allclose(std, [1.0, 1.0, 1e-6])

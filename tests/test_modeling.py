@@ -206,6 +206,16 @@ def test_regression_predicts_in_target_units_and_partitions_at_the_median():
     assert model.label_classes(labels).flatten().tolist() == [0, 0, 1, 1]
 
 
+def test_target_statistics_skip_missing_labels_and_reject_an_unlabelled_task():
+    model = make_model(problem_type="regression", num_tasks=2, task_names=["logS", "logP"])
+    model.set_target_statistics([[1.0, 5.0], [3.0, 5.0], [float("nan"), 5.0]])
+    assert torch.allclose(model.target_mean, torch.tensor([2.0, 5.0]))
+    # A constant task keeps a tiny positive std, so standardizing its targets cannot divide by zero.
+    assert model.target_std[0] == 1.0 and 0 < model.target_std[1] < 1e-3
+    with pytest.raises(ValueError, match="task 'logP' has no training labels"):
+        model.set_target_statistics([[1.0, float("nan")], [3.0, float("nan")]])
+
+
 def test_text_embeds_and_input_ids_paths_agree(processor):
     model = make_model().eval()
     batch = processor(smiles=SMILES[:3], return_tensors="pt")

@@ -27,7 +27,6 @@ TASK_TYPES: tuple[str, ...] = ("classification", "regression")
 SPLIT_PARTS: tuple[str, ...] = ("train", "valid", "test")
 SPLIT_CHOICES: tuple[str, ...] = ("random", "scaffold")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
-MIN_LABEL_STD = 1e-6
 
 
 @dataclass(frozen=True)
@@ -477,16 +476,3 @@ def make_split(
     if split == "scaffold":
         return scaffold_split(table, fractions)
     return random_split(table, fractions, seed)
-
-
-def label_statistics(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-task mean and std ignoring NaN; a task with no labels gets mean 0, std 1."""
-    labels = np.asarray(labels, dtype=np.float64)
-    present = ~np.isnan(labels)
-    counts = present.sum(axis=0)
-    safe_counts = np.maximum(counts, 1)
-    filled = np.where(present, labels, 0.0)
-    mean = filled.sum(axis=0) / safe_counts
-    variance = (np.where(present, labels - mean, 0.0) ** 2).sum(axis=0) / safe_counts
-    std = np.where(counts > 0, np.sqrt(variance), 1.0)
-    return mean.astype(np.float32), np.maximum(std, MIN_LABEL_STD).astype(np.float32)
