@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import HfApi, constants, get_token
 
 import protomol_hf
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
@@ -181,6 +181,8 @@ def main(argv=None) -> int:
         parser.error(f"{model_dir} has no {' or '.join(missing)}: give an output folder of scripts/train.py")
     if args.stage_dir and Path(args.stage_dir).is_dir() and any(Path(args.stage_dir).iterdir()):
         parser.error(f"--stage_dir {args.stage_dir} is not empty")
+    if not args.dry_run and constants.HF_HUB_OFFLINE:
+        parser.error("HF_HUB_OFFLINE is set, so nothing can be uploaded: unset it, or use --dry_run")
     if not args.dry_run and get_token() is None:
         parser.error("no Hugging Face token: run `hf auth login` or set HF_TOKEN (or use --dry_run)")
 
@@ -200,7 +202,17 @@ def main(argv=None) -> int:
         if args.dry_run:
             print(f"Dry run: nothing uploaded to {args.repo_id}")
             return 0
-        commit = upload(stage_dir, model_dir, args.repo_id, args.private, args.revision)
+        try:
+            commit = upload(stage_dir, model_dir, args.repo_id, args.private, args.revision)
+        # The Hub client's errors (network, token, permissions) come from several libraries; at this boundary
+        # one line with the error's type serves a user better than a traceback through the HTTP stack.
+        except Exception as error:
+            print(
+                f"error: uploading to {args.repo_id} failed: {type(error).__name__}: {error}\n"
+                "The staged folder passed its checks; `--dry_run --stage_dir DIR` keeps one to upload later.",
+                file=sys.stderr,
+            )
+            return 1
     print(f"Uploaded to https://huggingface.co/{args.repo_id} (code and weights at commit {commit})")
     return 0
 

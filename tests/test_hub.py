@@ -174,7 +174,8 @@ def test_model_card_metadata_matches_results(staged_dir, trained_dir):
     assert f'repo_id = "{REPO_ID}"' in text and "trust_remote_code=True, revision=revision" in text
     assert f'"transformers=={__import__("transformers").__version__}"' in text
     assert f"| {results['valid']['roc_auc']:.4f} | {results['test']['roc_auc']:.4f} |" in text
-    assert "Briefings in Bioinformatics" in text and "10.1039/C7SC02664A" in text
+    # MoleculeNet is cited for its data sets only, not for a custom CSV.
+    assert "Briefings in Bioinformatics" in text and "10.1039/C7SC02664A" not in text
 
 
 def test_model_card_for_a_moleculenet_regression_model(trained_dir, tmp_path):
@@ -199,6 +200,7 @@ def test_model_card_for_a_moleculenet_regression_model(trained_dir, tmp_path):
     assert data.base_model == MINILM_HUB_ID
     assert {(r.metric_type, r.metric_value) for r in data.eval_results} == {("rmse", 1.1), ("mae", 0.8)}
     assert 'revision = "0123abcd"' in card.text and "**scaffold split**" in card.text
+    assert "10.1039/C7SC02664A" in card.text
 
 
 def test_base_model_id():
@@ -255,6 +257,26 @@ def test_upload_creates_the_repo_and_pins_the_card_to_the_commit(push_script, st
     assert calls[2][2]["folder_path"] == staged_dir and calls[2][2]["revision"] == "v1"
     card = calls[3][2]["path_or_fileobj"].decode()
     assert calls[3][2]["path_in_repo"] == "README.md" and f'revision = "{"f" * 40}"' in card
+
+
+def test_push_reports_a_failed_upload_in_one_message(push_script, trained_dir, monkeypatch, capsys):
+    class UnreachableHfApi:
+        def create_repo(self, *args, **kwargs):
+            raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(push_script, "HfApi", UnreachableHfApi)
+    monkeypatch.setattr(push_script, "get_token", lambda: "hf_token")
+    monkeypatch.setattr(push_script, "check_staged_folder", lambda model_dir, stage_dir: [])
+    monkeypatch.setattr(push_script.constants, "HF_HUB_OFFLINE", False)  # the tests run offline
+    assert push_script.main(["--model_dir", str(trained_dir), "--repo_id", REPO_ID]) == 1
+    error = capsys.readouterr().err
+    assert f"error: uploading to {REPO_ID} failed: ConnectionError: Name or service not known" in error
+    assert "Traceback" not in error
+    # Offline mode is refused before anything is staged.
+    monkeypatch.setattr(push_script.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(SystemExit) as exit_info:
+        push_script.main(["--model_dir", str(trained_dir), "--repo_id", REPO_ID])
+    assert exit_info.value.code == 2 and "HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
 def test_finetune_example_trains_on_a_csv(tmp_path, tiny_text_model):

@@ -46,6 +46,14 @@ def test_config_vocabularies_match_the_featurizer():
     assert tuple(configuration_protomol.DEFAULT_BOND_VOCAB_SIZES) == featurization_protomol.BOND_FEATURE_VOCAB_SIZES
 
 
+def test_config_names_the_output_columns_after_the_tasks(tmp_path):
+    config = tiny_config(num_tasks=2, task_names=["logS", "logP"])
+    config.save_pretrained(tmp_path)
+    for loaded in (config, ProtoMolConfig.from_pretrained(tmp_path)):
+        assert loaded.id2label == {0: "logS", 1: "logP"} and loaded.label2id == {"logS": 0, "logP": 1}
+        assert loaded.num_labels == 2
+
+
 def test_defaults_follow_the_method():
     config = ProtoMolConfig()
     assert config.cross_attention == "every_layer"
@@ -434,6 +442,37 @@ def test_qwen2_text_model_end_to_end(processor, tmp_path):
     reloaded = ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "qwen_checkpoint").eval()
     with torch.no_grad():
         assert_same_outputs(model(**batch).logits, reloaded(**batch).logits)
+
+
+def test_regression_statistics_stay_float32_in_bfloat16(processor, tmp_path):
+    """bfloat16 keeps 8 significant bits: a target mean of -1524.9 would become -1528, moving every prediction."""
+    model = make_model(problem_type="regression").eval()
+    model.set_target_statistics(torch.tensor([[-1400.0], [-1650.0], [-1524.0]]))
+    batch = processor(smiles=SMILES, labels=[[-1500.0]] * len(SMILES), return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch)
+        half = model.to(torch.bfloat16)
+        assert half.predictor.weight.dtype == torch.bfloat16
+        assert half.target_mean.dtype == half.target_std.dtype == half.class_boundaries.dtype == torch.float32
+        actual = half(**batch)
+    assert actual.logits.dtype == torch.float32 and actual.prediction_loss.dtype == torch.float32
+    # Only the network's bfloat16 rounding remains: about 1e-2 standardized units, a few target units here.
+    torch.testing.assert_close(actual.logits, expected.logits, rtol=0, atol=0.05 * model.target_std.item())
+    half.save_pretrained(tmp_path / "bf16")
+    for reloaded in (
+        ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "bf16"),
+        ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "bf16", dtype=torch.bfloat16),
+    ):
+        assert reloaded.target_mean.dtype == torch.float32
+        assert torch.equal(reloaded.target_mean, model.target_mean)
+
+
+def test_base_model_loads_from_a_head_checkpoint_and_checks_its_own_weights(tmp_path):
+    make_model(problem_type="regression").save_pretrained(tmp_path / "head")
+    base, info = ProtoMolModel.from_pretrained(tmp_path / "head", output_loading_info=True)
+    assert "predictor.weight" in info["unexpected_keys"] and isinstance(base, ProtoMolModel)
+    with pytest.raises(ValueError, match=r"protomol\.layers\.1\..* is in the checkpoint but not in the model"):
+        ProtoMolModel.from_pretrained(tmp_path / "head", num_layers=1)
 
 
 def test_base_model_returns_summaries_without_head(processor):

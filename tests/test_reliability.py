@@ -1,6 +1,7 @@
 """Loading refuses checkpoints that do not match the code; no pickle anywhere; bad input gives one line, not a traceback."""
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -51,13 +52,42 @@ def test_config_missing_a_saved_key_is_refused(checkpoint, key):
         ProtoMolForMolecularPropertyPrediction.from_pretrained(checkpoint)
 
 
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def test_task_count_differing_from_the_weights_names_the_weights(checkpoint):
     edit_config(checkpoint, num_tasks=3, num_labels=3, task_names=["a", "b", "c"], id2label=None, label2id=None)
-    with pytest.raises(ValueError) as raised:
-        ProtoMolForMolecularPropertyPrediction.from_pretrained(checkpoint)
-    message = str(raised.value)
-    assert "the weights do not match the config" in message and "num_tasks=3" in message
-    assert "predictor.weight has shape (2, 64) in the checkpoint but (3, 64) under the config" in message
+    # transformers logs its loading report (here: weights re-initialized) to this logger.
+    loading_log, records = logging.getLogger("transformers.modeling_utils"), _Records()
+    loading_log.addHandler(records)
+    try:
+        with pytest.raises(ValueError) as raised:
+            ProtoMolForMolecularPropertyPrediction.from_pretrained(checkpoint)
+        message = str(raised.value)
+        assert "the weights do not match the config" in message and "num_tasks=3" in message
+        assert "predictor.weight has shape (2, 64) in the checkpoint but (3, 64) under the config" in message
+        # The error replaces the report, which would first say the weights were re-initialized.
+        assert not any("Reinit" in logged for logged in records.messages)
+        # Asked to re-initialize them, the load goes on and the report says which weights.
+        ProtoMolForMolecularPropertyPrediction.from_pretrained(checkpoint, ignore_mismatched_sizes=True)
+        assert any("Reinit" in logged for logged in records.messages)
+    finally:
+        loading_log.removeHandler(records)
+
+
+def test_weights_the_config_leaves_unused_are_refused(tmp_path):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config(problem_type="regression"))
+    model.set_target_statistics(torch.tensor([[1.0], [2.0], [4.0]]))
+    model.save_pretrained(tmp_path / "regression")
+    # As a classifier the regression statistics would be dropped, and its outputs read as probabilities.
+    with pytest.raises(ValueError, match=r"target_mean is in the checkpoint but not in the model this config builds"):
+        ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "regression", problem_type="classification")
 
 
 def test_missing_weights_are_refused_unless_allowed(checkpoint):

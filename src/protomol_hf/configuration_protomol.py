@@ -164,7 +164,8 @@ class ProtoMolConfig(PreTrainedConfig):
             raise ValueError(
                 f"this checkpoint has ProtoMol checkpoint format {checkpoint_format_version}, newer than the "
                 f"{CHECKPOINT_FORMAT_VERSION} this code reads: upgrade protomol_hf, or load it with "
-                "trust_remote_code=True to run the checkpoint's own code"
+                "trust_remote_code=True in a Python process that does not import protomol_hf (importing it "
+                "registers its classes with the Auto classes, which then take precedence over the checkpoint's code)"
             )
         if text_config is None:
             text_config = dict(DEFAULT_TEXT_CONFIG)
@@ -225,7 +226,9 @@ class ProtoMolConfig(PreTrainedConfig):
         self.lora_target_modules = lora_target_modules
         self.initializer_range = initializer_range
         self.checkpoint_format_version = checkpoint_format_version
-        kwargs.setdefault("num_labels", num_tasks)
+        # transformers' names of the output columns (and so `num_labels`): here the tasks.
+        kwargs.setdefault("id2label", dict(enumerate(self.task_names)))
+        kwargs.setdefault("label2id", {name: index for index, name in kwargs["id2label"].items()})
         # A saved ProtoMol is a property predictor: every Auto class resolves to the head in remote code.
         kwargs.setdefault("auto_map", dict(REMOTE_CODE_AUTO_MAP))
         # transformers types `problem_type` with its own head types only; ProtoMol stores

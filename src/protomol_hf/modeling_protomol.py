@@ -6,6 +6,7 @@ described in docs/METHOD.md. This file is copied into Hub checkpoints: it import
 sibling configuration file and third-party packages (never RDKit).
 """
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,47 @@ def _without_mha_fast_path() -> Iterator[None]:
         yield
     finally:
         torch.backends.mha.set_fastpath_enabled(enabled)
+
+
+# transformers logs its table of missing, unexpected and re-initialized weights here while loading.
+_TRANSFORMERS_LOADING_LOGGER = "transformers.modeling_utils"
+# Training-set statistics of a regression model, buffers kept in float32.
+_REGRESSION_STATISTICS = ("target_mean", "target_std", "class_boundaries")
+
+
+class _HeldLogRecords(logging.Filter):
+    """Holds back a logger's records until `release()` emits them; the ones never released are dropped."""
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__()
+        self.logger = logger
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+    def release(self) -> None:
+        for record in self.records:
+            self.logger.handle(record)
+        self.records.clear()
+
+
+@contextmanager
+def _held_log_records(logger_name: str) -> Iterator[_HeldLogRecords]:
+    """Hold the records of `logger_name` while the block runs: a load that is then refused with a clear error
+    should not first print transformers' report that it re-initialized the weights."""
+    logger = logging.getLogger(logger_name)
+    held = _HeldLogRecords(logger)
+    logger.addFilter(held)
+    failed = True
+    try:
+        yield held
+        failed = False
+    finally:
+        logger.removeFilter(held)
+        if failed:  # transformers' own error: its report helps to explain it
+            held.release()
 
 
 @dataclass
@@ -347,18 +389,21 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, refusing weights that do not fit the config with a ValueError naming
-        each differing weight. transformers would re-initialize missing weights at random with only a logged
-        warning; pass `allow_missing_weights=True` for that (e.g. a new head on a base-model checkpoint)."""
+        each differing weight: shapes that differ, weights the checkpoint lacks and weights it has that the model
+        would leave unused (e.g. a regression checkpoint loaded as a classifier). transformers would re-initialize
+        or drop them with only a logged report; pass `allow_missing_weights=True` to accept missing ones (e.g. a
+        new head on a base-model checkpoint). A base model loaded from a head checkpoint leaves the head out."""
         allow_missing = kwargs.pop("allow_missing_weights", False)
         allow_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
         return_info = kwargs.pop("output_loading_info", False)
-        loaded: Any = super().from_pretrained(
-            pretrained_model_name_or_path,
-            *model_args,
-            ignore_mismatched_sizes=True,
-            output_loading_info=True,
-            **kwargs,
-        )
+        with _held_log_records(_TRANSFORMERS_LOADING_LOGGER) as load_report:
+            loaded: Any = super().from_pretrained(
+                pretrained_model_name_or_path,
+                *model_args,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+                **kwargs,
+            )
         model, info = loaded  # with output_loading_info, transformers returns (model, loading info)
         problems = []
         if not allow_mismatched:
@@ -368,6 +413,12 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
             ]
         if not allow_missing:
             problems += [f"{key} is missing from the checkpoint" for key in sorted(info["missing_keys"])]
+        unused = sorted(info["unexpected_keys"])
+        if model.base_model is model:
+            # Only keys of the base model's own parts count; the rest are the head's.
+            own_parts = {name.split(".")[0] for name in model.state_dict()} | {cls.base_model_prefix}
+            unused = [key for key in unused if key.split(".")[0] in own_parts]
+        problems += [f"{key} is in the checkpoint but not in the model this config builds" for key in unused]
         if problems:
             config = model.config
             listed = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
@@ -376,6 +427,8 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
                 f"{config.problem_type}, num_tasks={config.num_tasks}, hidden_size={config.hidden_size}, "
                 f"num_layers={config.num_layers}, num_prototypes_per_class={config.num_prototypes_per_class}): {listed}"
             )
+        # Nothing refused: transformers' report (e.g. the head weights a base model left out) is worth showing.
+        load_report.release()
         return (model, info) if return_info else model
 
     @torch.no_grad()
@@ -572,10 +625,23 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         if config.problem_type == "regression":
             # Training-set statistics, saved with the weights: targets are standardized for the loss and
             # predictions returned in the target's units; boundaries partition targets into prototype classes.
-            self.register_buffer("target_mean", torch.empty(config.num_tasks))
-            self.register_buffer("target_std", torch.empty(config.num_tasks))
-            self.register_buffer("class_boundaries", torch.empty(config.num_tasks, config.num_classes - 1))
+            # float32 whatever the model's dtype (see `_apply`).
+            shapes = ((config.num_tasks,), (config.num_tasks,), (config.num_tasks, config.num_classes - 1))
+            for name, shape in zip(_REGRESSION_STATISTICS, shapes, strict=True):
+                self.register_buffer(name, torch.empty(shape, dtype=torch.float32))
         self.post_init()
+
+    def _apply(self, fn, recurse=True):
+        """`nn.Module._apply` (behind `.to`, `.bfloat16()`, `.half()`, ...), keeping the regression statistics in
+        float32: bfloat16 keeps 8 significant bits, so QM7's mean of -1524.9 would become -1528 and every
+        prediction would move with it."""
+        statistics = {name: getattr(self, name) for name in _REGRESSION_STATISTICS if name in self._buffers}
+        super()._apply(fn, recurse)
+        for name, before in statistics.items():
+            after = getattr(self, name)
+            if after.dtype != before.dtype:
+                setattr(self, name, before.to(after.device))
+        return self
 
     @staticmethod
     def _prototype_classes(config: ProtoMolConfig) -> torch.Tensor:
@@ -711,7 +777,8 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
 
         loss = prediction_loss = alignment_loss = contrastive_loss = None
         if labels is not None:
-            labels = labels.to(scores.dtype).reshape(scores.shape)
+            # float32 labels, also when the model runs in bfloat16: standardizing targets needs the precision.
+            labels = labels.float().reshape(scores.shape)
             present = ~labels.isnan()
             prediction_loss = self._prediction_loss(scores, labels, present)
             if config.branches == "both":
@@ -742,7 +809,7 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
         """NaN-masked BCE on logits, or MSE on standardized targets."""
         targets = labels.nan_to_num(0.0)
         if self.config.problem_type == "classification":
-            per_item = F.binary_cross_entropy_with_logits(scores, targets, reduction="none")
+            per_item = F.binary_cross_entropy_with_logits(scores, targets.to(scores.dtype), reduction="none")
         else:
             per_item = (scores - (targets - self.target_mean) / self.target_std) ** 2
         return masked_average(per_item, present)
