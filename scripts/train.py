@@ -23,7 +23,14 @@ def main(argv=None):
         (ModelArguments, DataArguments, ProtoMolTrainingArguments),
         description=__doc__.split("\n\n")[0],
     )
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True
+        )
+    except ValueError as error:  # an argument group's own check, e.g. a missing --output_dir
+        parser.error(str(error))
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
     return run_reporting_user_errors("train.py", train_and_report, model_args, data_args, training_args)
 
 

@@ -25,6 +25,7 @@ from protomol_hf.prediction import (
     predict_smiles,
     predict_smiles_ensemble,
 )
+from protomol_hf.training import ProtoMolTrainingArguments
 
 REPO = Path(__file__).resolve().parents[1]
 # (smiles, name, weight): rows 1, 3 and 5 cannot be featurized.
@@ -159,6 +160,11 @@ def test_invalid_error_stops_at_the_first_bad_row(classifier_dir, molecules_csv,
         ({"--input": "missing.csv"}, "input file not found: missing.csv"),
         ({"--model": "empty_model"}, "empty_model has no config.json"),
         ({"--model": "no_such_model"}, "model folder not found: no_such_model"),
+        ({"--model": "bert_model"}, "bert_model holds a 'bert' model, not a ProtoMol one"),
+        ({"--model": "weightless_model"}, "cannot load the model in weightless_model: "),
+        ({"--input": "ragged.csv"}, "ragged.csv: row 0 has 3 fields but the header has 2 columns"),
+        ({"--output": "."}, "--output . is a folder"),
+        ({"--device": "gpu"}, "--device 'gpu' is not a torch device"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(
@@ -166,6 +172,13 @@ def test_user_errors_exit_2_with_one_line(
 ):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty_model").mkdir()
+    # A ProtoMol config without weights, a foreign model, and a first row with an extra (unquoted) field.
+    (tmp_path / "weightless_model").mkdir()
+    for name in ("config.json", "processor_config.json"):
+        shutil.copy(classifier_dir / name, tmp_path / "weightless_model" / name)
+    shutil.copytree(tmp_path / "weightless_model", tmp_path / "bert_model")
+    (tmp_path / "bert_model" / "config.json").write_text('{"model_type": "bert"}')
+    (tmp_path / "ragged.csv").write_text("smiles,name\nCCO,ethanol, absolute\nCCN,ethylamine\n")
     options = {"--model": str(classifier_dir), "--input": str(molecules_csv), "--output": "out.csv", **change}
     assert main(["predict", *[item for pair in options.items() for item in pair]]) == 2
     error = capsys.readouterr().err
@@ -279,6 +292,20 @@ def test_train_parses_into_the_training_dataclasses(monkeypatch, tmp_path, capsy
     assert received["data"].cache_text_features is False
     assert received["training"].num_train_epochs == 3.0 and received["training"].learning_rate == 8e-5
     assert '"test_roc_auc": 0.75' in capsys.readouterr().out
+
+
+def test_train_script_refuses_unknown_options_and_a_missing_output_dir(capsys):
+    train_script = load_script("train")
+    for argv, message in (
+        (["--data_file", "x.csv"], "the following arguments are required: --output_dir"),
+        (["--data_file", "x.csv", "--output_dir", "out", "--labels", "y"], "unrecognized arguments: --labels y"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            train_script.main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    # Built in Python, the arguments refuse to default to ./trainer_output as transformers' would.
+    with pytest.raises(ValueError, match="--output_dir is required"):
+        ProtoMolTrainingArguments()
 
 
 def test_train_on_too_few_rows_exits_2_naming_the_split_sizes(tmp_path, capsys):

@@ -141,6 +141,14 @@ def test_task_type_is_inferred_from_labels(tiny_classification):
         ("", {}, r"the file is empty"),
         ("smiles,label\n", {}, r"has a header but no data rows"),
         ("smiles,label\nCCO,1e39\n", {}, r"out of range, '1e\+39', in row 0"),
+        # What pandas would silently rename, drop or shift:
+        ("smiles,y,y\nCCO,1,0\n", {}, r"the header names column\(s\) \['y'\] more than once"),
+        (
+            "smiles,label,text\nCCO,1,polar, small\n",
+            {"text_column": "text"},
+            r"row 0 has 4 fields but the header has 3 columns; quote cells that contain a comma",
+        ),
+        ("smiles,label\nCCO,1\n\nCCN,0,x\n", {}, r"row 1 has 3 fields"),  # blank lines are not rows
     ],
 )
 def test_column_problems_raise_errors_naming_the_file(tmp_path, csv_text, options, message):

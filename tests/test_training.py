@@ -232,7 +232,7 @@ def test_killed_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path,
     assert train_losses(killed) == pytest.approx(uninterrupted_losses, abs=1e-6) and len(uninterrupted_losses) == 5
 
 
-def test_check_split_rejects_empty_parts_and_single_class_validation(tiny_classification):
+def test_check_split_rejects_empty_parts_and_single_class_evaluation_parts(tiny_classification):
     split = random_split(tiny_classification, seed=0)
     check_split(tiny_classification, split)
     with pytest.raises(ValueError, match=r"the valid and test parts are empty \(train/valid/test hold 40/0/0 of 40"):
@@ -241,6 +241,9 @@ def test_check_split_rejects_empty_parts_and_single_class_validation(tiny_classi
     single_class = {**split, "valid": negatives[:4]}
     with pytest.raises(ValueError, match="no task has both classes among the 4 validation rows"):
         check_split(tiny_classification, single_class)
+    # A single-class test part cannot be scored (the test ROC-AUC would be NaN).
+    with pytest.raises(ValueError, match=r"no task has both classes among the 3 test rows .* could not be scored"):
+        check_split(tiny_classification, {**split, "test": negatives[:3]})
 
 
 def test_check_split_needs_both_classes_in_one_task_only(tiny_classification):

@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from transformers import AutoModel, AutoProcessor, HfArgumentParser
 from transformers.hf_argparser import DataClassType
 
+from .data import check_csv_structure
 from .explanation import draw_atom_importance, explain_molecule, require_cross_attention
 from .prediction import (
     INVALID_ROW_POLICIES,
@@ -231,6 +233,7 @@ def train_and_report(
 
 def run_predict(args: argparse.Namespace) -> None:
     """`protomol predict`: one prediction per task for every CSV row, written next to the input columns."""
+    _check_output_file(args.output)
     table = _read_table(args.input, args.smiles_column, args.text_column)
     models, processor = _load_models(args.model, args.device, args.dtype)
     if len(models) == 1:
@@ -258,6 +261,7 @@ def run_fingerprint(args: argparse.Namespace) -> None:
     suffix = Path(args.output).suffix
     if suffix not in FINGERPRINT_SUFFIXES:
         raise UsageError(f"--output must end with .npz or .npy, got {args.output}")
+    _check_output_file(args.output)
     table = _read_table(args.input, args.smiles_column, args.text_column)
     model, processor = _load_single_model(args.model, args.device, args.dtype)
     embeddings, errors = _call_per_row(embed_smiles, model, processor, table, args)
@@ -281,7 +285,9 @@ def _read_table(path, smiles_column, text_column) -> pd.DataFrame:
     if not Path(path).is_file():
         raise UsageError(f"input file not found: {path}")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        check_csv_structure(path)
+        # index_col=False: never take the first column for an index (which writing the output would drop).
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read {path} as CSV: {error}") from None
     for kind, column in (("SMILES", smiles_column), ("text", text_column)):
@@ -335,12 +341,33 @@ def _load_models(model_dir, device, dtype):
     folder = Path(model_dir)
     if not folder.is_dir():
         raise UsageError(f"model folder not found: {model_dir}")
+    _check_device(device)
     if (folder / ENSEMBLE_FILE).is_file():
         member_dirs = [folder / name for name in json.loads((folder / ENSEMBLE_FILE).read_text())["members"]]
         loaded = [_load_model(member, device, dtype) for member in member_dirs]
         return [model for model, _ in loaded], loaded[0][1]
     model, processor = _load_model(folder, device, dtype)
     return [model], processor
+
+
+def _check_device(device: str) -> None:
+    try:
+        device_type = torch.device(device).type
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    if device_type != "cpu" and (accelerator is None or accelerator.type != device_type):
+        raise UsageError(f"--device {device}: this machine has no such device")
+
+
+def _check_output_file(path: str) -> None:
+    """Fail before the work rather than after it: the output must be a file, in a folder that can exist."""
+    output = Path(path)
+    if output.is_dir():
+        raise UsageError(f"--output {path} is a folder: give a file name")
+    existing = next(parent for parent in output.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        raise UsageError(f"--output {path}: {existing} is a file, not a folder")
 
 
 def _load_model(folder: Path, device, dtype):
@@ -352,10 +379,20 @@ def _load_model(folder: Path, device, dtype):
             raise UsageError(
                 f"{folder} has no {required}: not a saved ProtoMol model (give the --output_dir of `protomol train`)"
             )
-    model = AutoModel.from_pretrained(str(folder), trust_remote_code=True)
-    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
-    processor = AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)
-    return model, processor
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{folder / 'config.json'} is not valid JSON: {error}") from None
+    if model_type != "protomol":
+        raise UsageError(f"{folder} holds a {model_type!r} model, not a ProtoMol one")
+    try:
+        model = AutoModel.from_pretrained(str(folder), trust_remote_code=True)
+        processor = AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)
+    # A weights or tokenizer file that is missing or truncated (OSError, safetensors' error); a mismatch with
+    # the config is a ValueError that names the weights.
+    except (OSError, SafetensorError) as error:
+        raise UsageError(f"cannot load the model in {folder}: {error}") from None
+    return model.to(device=device, dtype=getattr(torch, dtype)).eval(), processor
 
 
 def _call_per_row(function, model, processor, table, args):

@@ -6,6 +6,7 @@ in the CSV file as stored, header excluded: the indices the bundled benchmark sp
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 from collections.abc import Sequence
@@ -173,13 +174,17 @@ def load_table(
         header = list(pd.read_csv(path, nrows=0).columns)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: the file is empty (expected a CSV header and rows)") from None
+    check_csv_structure(path)
     label_columns = _resolve_label_columns(path, header, smiles_column, label_columns, text_column)
     string_columns = [smiles_column] + ([text_column] if text_column is not None else [])
-    frame = pd.read_csv(
-        path,
-        usecols=[*string_columns, *label_columns],
-        dtype={column: object for column in string_columns},
-    )
+    try:
+        frame = pd.read_csv(
+            path,
+            usecols=[*string_columns, *label_columns],
+            dtype={column: object for column in string_columns},
+        )
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error}); save the CSV as UTF-8") from None
 
     if frame.empty:
         raise ValueError(f"{path}: the file has a header but no data rows")
@@ -205,6 +210,30 @@ def load_table(
         data_file=str(path),
         dataset_name=dataset_name,
     )
+
+
+def check_csv_structure(path: str | Path) -> None:
+    """Raise a ValueError for what pandas would silently turn into other data: a column name used twice (pandas
+    renames the second 'y.1') and a row with more fields than the header (pandas drops the extra fields, or
+    shifts every column when the first row has them): typically an unquoted comma inside a text."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    # Structure only needs the delimiters and quotes (ASCII), so undecodable bytes elsewhere do not matter here.
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as handle:
+        records = csv.reader(handle)
+        header = next(records, [])
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"{path}: the header names column(s) {repeated} more than once; give each column its own name"
+            )
+        # Rows are numbered as in every other message: data rows from 0, blank lines (which pandas skips) not counted.
+        for row, fields in enumerate(fields for fields in records if fields):
+            if len(fields) > len(header):
+                raise ValueError(
+                    f"{path}: row {row} has {len(fields)} fields but the header has {len(header)} columns; "
+                    "quote cells that contain a comma"
+                )
 
 
 def _resolve_label_columns(

@@ -200,7 +200,8 @@ class ProtoMolTrainingArguments(TrainingArguments):
     and per-epoch evaluation that keeps the best model on the validation metric."""
 
     output_dir: str | None = field(
-        default=None, metadata={"help": "Where the model, processor, split and results.json are written."}
+        default=None,
+        metadata={"help": "Where the model, processor, split and results.json are written.", "required": True},
     )
     learning_rate: float = field(default=8e-5, metadata={"help": "Initial learning rate."})
     weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay."})
@@ -249,6 +250,9 @@ class ProtoMolTrainingArguments(TrainingArguments):
         # It also stops the DataLoader from asking for pinned memory that does not exist.
         if not torch.accelerator.is_available():
             self.use_cpu = True
+        # transformers would fall back to ./trainer_output; a run's model and results go where the user says.
+        if self.output_dir is None:
+            raise ValueError("--output_dir is required: the folder for the model, processor, split and results.json")
         super().__post_init__()
 
 
@@ -434,9 +438,8 @@ def _best_epoch(state, metric_name):
 
 
 def _set_training_defaults(training_args: ProtoMolTrainingArguments, metric_name: str, greater_is_better: bool) -> Path:
-    """Resolve `metric_for_best_model="auto"`; returns the output directory, which is required."""
-    if training_args.output_dir is None:
-        raise ValueError("--output_dir is required")
+    """Resolve `metric_for_best_model="auto"`; returns the output directory."""
+    assert training_args.output_dir is not None  # required by ProtoMolTrainingArguments
     if training_args.metric_for_best_model == "auto":
         training_args.metric_for_best_model = metric_name
         training_args.greater_is_better = greater_is_better
@@ -444,8 +447,9 @@ def _set_training_defaults(training_args: ProtoMolTrainingArguments, metric_name
 
 
 def check_split(table: MolecularTable, split: Split) -> None:
-    """Raise if training on ``split`` could not work: an empty part, or (classification) validation rows in
-    which no task has both classes, so ROC-AUC is undefined there and no epoch could be chosen as the best."""
+    """Raise if training on ``split`` could not work: an empty part, or (classification) validation or test rows
+    in which no task has both classes, so ROC-AUC is undefined there: no epoch could be chosen as the best, or
+    the model could not be scored."""
     sizes = {part: len(split[part]) for part in SPLIT_PARTS}
     described = f"train/valid/test hold {sizes['train']}/{sizes['valid']}/{sizes['test']} of {len(table)} usable rows"
     empty = [part for part, size in sizes.items() if size == 0]
@@ -454,13 +458,18 @@ def check_split(table: MolecularTable, split: Split) -> None:
             f"the {' and '.join(empty)} {'part is' if len(empty) == 1 else 'parts are'} empty ({described}): add rows, "
             "or pass a --split_file whose three parts all hold rows"
         )
-    valid_labels = table.labels[split["valid"]]
-    if table.task_type == "classification" and not any(map(roc_auc_defined, valid_labels.T)):
-        raise ValueError(
-            f"no task has both classes among the {sizes['valid']} validation rows ({described}), so the "
-            "validation ROC-AUC is undefined and no epoch could be chosen as the best: add rows, use the "
-            "(stratified) random split, or pass a --split_file"
-        )
+    if table.task_type != "classification":
+        return
+    for part, name, consequence in (
+        ("valid", "validation", "no epoch could be chosen as the best"),
+        ("test", "test", "the model could not be scored"),
+    ):
+        if not any(map(roc_auc_defined, table.labels[split[part]].T)):
+            raise ValueError(
+                f"no task has both classes among the {sizes[part]} {name} rows ({described}), so the {name} "
+                f"ROC-AUC is undefined and {consequence}: add rows, or pass a --split_file whose parts hold both "
+                "classes (the random split is stratified for one task only)"
+            )
 
 
 def run_training(
@@ -598,8 +607,7 @@ def _run_ensemble_training(
     model_args: ModelArguments, data_args: DataArguments, training_args: ProtoMolTrainingArguments
 ) -> dict:
     """Train `ensemble_size` members (seeds seed, seed+1, ...) on one split; score their averaged test predictions."""
-    if training_args.output_dir is None:
-        raise ValueError("--output_dir is required")
+    assert training_args.output_dir is not None  # required by ProtoMolTrainingArguments
     output_dir = Path(training_args.output_dir)
     members = []
     for member in range(training_args.ensemble_size):
