@@ -155,7 +155,7 @@ def test_invalid_error_stops_at_the_first_bad_row(classifier_dir, molecules_csv,
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"--smiles_column": "SMILES"}, "has no SMILES column 'SMILES'; available columns: smiles, name, weight"),
+        ({"--smiles_column": "SMILES"}, "has no SMILES column 'SMILES'; available columns: 'smiles', 'name', 'weight'"),
         ({"--text_column": "description"}, "has no text column 'description'"),
         ({"--input": "missing.csv"}, "input file not found: missing.csv"),
         ({"--model": "empty_model"}, "empty_model has no config.json"),
@@ -370,6 +370,22 @@ def test_ensemble_predict_reports_member_mean_and_std(ensemble_dir, molecules_cs
     assert "predicted 4 of 7 rows; skipped 3" in capsys.readouterr().out
 
 
+def test_ensemble_of_unlike_members_or_a_broken_ensemble_file_is_refused(
+    ensemble_dir, regressor_dir, molecules_csv, tmp_path, capsys
+):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(ensemble_dir, mixed)
+    shutil.rmtree(mixed / "member_1")
+    shutil.copytree(regressor_dir, mixed / "member_1")
+    arguments = ["predict", "--model", str(mixed), "--input", str(molecules_csv), "--output", str(tmp_path / "o.csv")]
+    # A probability averaged with a log-solubility would mean nothing.
+    assert main(arguments) == 2
+    assert "an ensemble's members must predict the same tasks" in capsys.readouterr().err
+    (mixed / "ensemble.json").write_text("{")
+    assert main(arguments) == 2
+    assert "ensemble.json is not an ensemble file written by training" in capsys.readouterr().err
+
+
 def test_single_model_commands_refuse_an_ensemble_folder(ensemble_dir, molecules_csv, capsys):
     assert main(["fingerprint", "--model", str(ensemble_dir), "--input", str(molecules_csv), "--output", "x.npz"]) == 2
     assert "holds an ensemble: give one of its members" in capsys.readouterr().err
@@ -424,6 +440,15 @@ def test_explain_needs_cross_attention(tmp_path, tokenizer, capsys):
     save_model(tmp_path / "model", model, tokenizer)
     assert main(["explain", "--model", str(tmp_path / "model"), "--smiles", "CCO", "--output_dir", str(tmp_path)]) == 2
     assert "cross_attention='none'" in capsys.readouterr().err
+
+
+def test_explain_asks_for_texts_when_the_model_was_trained_on_given_ones(classifier_dir, tmp_path, capsys):
+    model_dir = tmp_path / "given_text_model"
+    shutil.copytree(classifier_dir, model_dir)
+    config = json.loads((model_dir / "processor_config.json").read_text())
+    (model_dir / "processor_config.json").write_text(json.dumps({**config, "text_source": "given"}))
+    assert main(["explain", "--model", str(model_dir), "--smiles", "CCO", "--output_dir", str(tmp_path / "out")]) == 2
+    assert "give one --text per --smiles" in capsys.readouterr().err
 
 
 def test_batches_group_similar_lengths_and_cover_every_valid_row(tokenizer):

@@ -1,5 +1,7 @@
 import gzip
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +108,9 @@ def test_invalid_rows_are_reported_with_row_and_reason():
 
 
 def test_rows_with_empty_text_are_excluded(tmp_path):
-    path = _write_csv(tmp_path, "smiles,label,description\nCCO,0,an alcohol\nCCN,1,\nCCC,1, \n")
+    path = _write_csv(tmp_path, "smiles,label,description\nCCO,0,an alcohol\nCCN,1,\nCCC,1, \nCCCl,1,a chloride\n")
     table = load_table(path, text_column="description")
-    assert table.texts == ["an alcohol"]
+    assert table.texts == ["an alcohol", "a chloride"]
     assert table.task_names == ["label"]
     assert [(record.row, record.reason) for record in table.invalid_rows] == [
         (1, "text is empty"),
@@ -127,7 +129,7 @@ def test_task_type_is_inferred_from_labels(tiny_classification):
 @pytest.mark.parametrize(
     ("csv_text", "options", "message"),
     [
-        ("mol,label\nCCO,1\n", {}, r"no SMILES column 'smiles'; columns are: mol, label"),
+        ("mol,label\nCCO,1\n", {}, r"no SMILES column 'smiles'; columns are: 'mol', 'label'"),
         ("smiles,label\nCCO,1\n", {"label_columns": ["y"]}, r"label column\(s\) \['y'\] not found"),
         ("smiles,label\nCCO,1\nCCN,high\n", {}, r"non-numeric value 'high' in row 1"),
         (
@@ -149,6 +151,14 @@ def test_task_type_is_inferred_from_labels(tiny_classification):
             r"row 0 has 4 fields but the header has 3 columns; quote cells that contain a comma",
         ),
         ("smiles,label\nCCO,1\n\nCCN,0,x\n", {}, r"row 1 has 3 fields"),  # blank lines are not rows
+        ("smiles;label\nCCO;1\n", {}, r"columns are: 'smiles;label' \(the header looks ';'-separated"),
+        ("smiles, y\nCCO,1\n", {"label_columns": ["y"]}, r"columns are: 'smiles', ' y'"),
+        ("smiles,y\nCCO,\nCCN,\n", {}, r"no usable rows: kept 0 of 2 rows; excluded 2: row 0"),
+        (
+            "smiles,y\nCCO,1\nCCN,1\n",
+            {},
+            r"no label column holds both classes in the 2 usable rows \('y' only \[1.0\]\)",
+        ),
     ],
 )
 def test_column_problems_raise_errors_naming_the_file(tmp_path, csv_text, options, message):
@@ -156,6 +166,14 @@ def test_column_problems_raise_errors_naming_the_file(tmp_path, csv_text, option
     with pytest.raises(ValueError, match=message) as error:
         load_table(path, **options)
     assert str(error.value).startswith(f"{path}: ")
+
+
+def test_a_single_class_task_beside_others_is_named_in_a_warning(tmp_path, caplog):
+    path = _write_csv(tmp_path, "smiles,y,const\nCCO,1,1\nCCN,0,1\n")
+    with caplog.at_level(logging.WARNING, logger="protomol_hf.data"):
+        table = load_table(path)
+    assert table.num_tasks == 2
+    assert "1 task(s) hold one class only in the usable rows" in caplog.text and "'const' only [1.0]" in caplog.text
 
 
 def test_bad_arguments_raise_clear_errors(tmp_path):
@@ -203,6 +221,10 @@ def test_split_file_problems_raise(tmp_path):
         load_split_file(_write_split(tmp_path, [0, 1], [1], [6]), table)
     with pytest.raises(ValueError, match=r"row 4 in 'valid' was excluded.*all labels missing"):
         load_split_file(_write_split(tmp_path, [0, 1], [4], [6]), table)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"train": [0, 1')
+    with pytest.raises(ValueError, match=rf"{re.escape(str(broken))}: not a JSON split file"):
+        load_split_file(broken, table)
 
 
 def test_split_file_for_another_dataset_is_rejected(bace):

@@ -188,6 +188,6 @@ def test_cli_predict_on_empty_header_only_and_misspelt_inputs(model_dir, tmp_pat
     assert predict("smiles\n") == 0
     assert "predicted 0 of 0 rows" in capsys.readouterr().out
     assert predict("SMILES\nCCO\n") == 2
-    assert "has no SMILES column 'smiles'; available columns: SMILES" in capsys.readouterr().err
+    assert "has no SMILES column 'smiles'; available columns: 'SMILES'" in capsys.readouterr().err
     assert predict("smiles\nCCO\nCCO\nCCO\n") == 0
     assert pd.read_csv(tmp_path / "out.csv")["task_0"].nunique() == 1 and "predicted 3 of 3" in capsys.readouterr().out

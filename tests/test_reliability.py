@@ -133,5 +133,5 @@ def test_train_script_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
-    assert "label column(s) ['logS'] not found; columns are: smiles, target" in result.stderr
+    assert "label column(s) ['logS'] not found; columns are: 'smiles', 'target'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from transformers import AutoModel, AutoProcessor, HfArgumentParser
 from transformers.hf_argparser import DataClassType
 
-from .data import check_csv_structure
+from .data import check_csv_structure, describe_columns
 from .explanation import draw_atom_importance, explain_molecule, require_cross_attention
 from .prediction import (
     INVALID_ROW_POLICIES,
@@ -292,7 +292,9 @@ def _read_table(path, smiles_column, text_column) -> pd.DataFrame:
         raise UsageError(f"cannot read {path} as CSV: {error}") from None
     for kind, column in (("SMILES", smiles_column), ("text", text_column)):
         if column is not None and column not in table.columns:
-            raise UsageError(f"{path} has no {kind} column {column!r}; available columns: {', '.join(table.columns)}")
+            raise UsageError(
+                f"{path} has no {kind} column {column!r}; available columns: {describe_columns(table.columns)}"
+            )
     return table
 
 
@@ -302,6 +304,8 @@ def run_explain(args: argparse.Namespace) -> None:
         raise UsageError(f"got {len(args.text)} --text values for {len(args.smiles)} --smiles")
     model, processor = _load_single_model(args.model, args.device, args.dtype)
     require_cross_attention(model.config)
+    if args.text is None and processor.text_source == "given":
+        raise UsageError("this model was trained with texts from a data column: give one --text per --smiles")
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     index = []
@@ -343,9 +347,23 @@ def _load_models(model_dir, device, dtype):
         raise UsageError(f"model folder not found: {model_dir}")
     _check_device(device)
     if (folder / ENSEMBLE_FILE).is_file():
-        member_dirs = [folder / name for name in json.loads((folder / ENSEMBLE_FILE).read_text())["members"]]
+        try:
+            member_dirs = [folder / name for name in json.loads((folder / ENSEMBLE_FILE).read_text())["members"]]
+        except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+            raise UsageError(
+                f"{folder / ENSEMBLE_FILE} is not an ensemble file written by training: {error!r}"
+            ) from None
         loaded = [_load_model(member, device, dtype) for member in member_dirs]
-        return [model for model, _ in loaded], loaded[0][1]
+        models = [model for model, _ in loaded]
+        # Averaging is only meaningful over members that predict the same tasks in the same units.
+        predicts = [(model.config.problem_type, model.config.task_names) for model in models]
+        for member_dir, member_predicts in zip(member_dirs, predicts, strict=True):
+            if member_predicts != predicts[0]:
+                raise UsageError(
+                    f"{member_dir} predicts {member_predicts[0]} of {member_predicts[1]}, but {member_dirs[0]} "
+                    f"{predicts[0][0]} of {predicts[0][1]}: an ensemble's members must predict the same tasks"
+                )
+        return models, loaded[0][1]
     model, processor = _load_model(folder, device, dtype)
     return [model], processor
 

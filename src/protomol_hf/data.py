@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +23,8 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 from sklearn.model_selection import train_test_split
 
 from .featurization_protomol import featurize_many
+
+logger = logging.getLogger(__name__)
 
 TaskType = Literal["classification", "regression"]
 TASK_TYPES: tuple[str, ...] = ("classification", "regression")
@@ -199,7 +202,7 @@ def load_table(
     excluded = _find_excluded_rows(smiles, labels, texts, num_workers)
     excluded_rows = {record.row for record in excluded}
     kept = np.array([row for row in range(len(frame)) if row not in excluded_rows], dtype=np.int64)
-    return MolecularTable(
+    table = MolecularTable(
         smiles=[smiles[row] for row in kept],
         labels=labels[kept].astype(np.float32),
         task_names=list(label_columns),
@@ -210,6 +213,34 @@ def load_table(
         data_file=str(path),
         dataset_name=dataset_name,
     )
+    if len(table) == 0:
+        raise ValueError(f"{path}: no usable rows: {table.report(max_listed=3)}")
+    if task_type == "classification":
+        _check_both_classes(table, path)
+    return table
+
+
+def _check_both_classes(table: MolecularTable, path: Path) -> None:
+    """Raise when no task has both classes in the usable rows (no split could train or score a classifier); warn
+    about single-class tasks beside others, which train but cannot be learned or scored."""
+    single_class = {}
+    for name, column in zip(table.task_names, table.labels.T, strict=True):
+        classes = np.unique(column[~np.isnan(column)])
+        if classes.size < 2:
+            single_class[name] = classes.tolist()
+    described = ", ".join(f"{name!r} only {classes}" for name, classes in list(single_class.items())[:5])
+    if len(single_class) == len(table.task_names):
+        raise ValueError(
+            f"{path}: no label column holds both classes in the {len(table)} usable rows ({described}): "
+            "a classifier needs examples of each"
+        )
+    if single_class:
+        logger.warning(
+            "%s: %d task(s) hold one class only in the usable rows, so they cannot be learned or scored: %s",
+            path,
+            len(single_class),
+            described,
+        )
 
 
 def check_csv_structure(path: str | Path) -> None:
@@ -236,6 +267,14 @@ def check_csv_structure(path: str | Path) -> None:
                 )
 
 
+def describe_columns(header: Sequence[str]) -> str:
+    """The column names for an error message: quoted (a stray space shows), with a hint when the whole header
+    is one name holding another separator (a CSV saved with ';' or tabs)."""
+    names = ", ".join(repr(name) for name in header)
+    separator = next((sep for sep in (";", "\t", "|") if len(header) == 1 and sep in header[0]), None)
+    return names + (f" (the header looks {separator!r}-separated: save the file comma-separated)" if separator else "")
+
+
 def _resolve_label_columns(
     path: Path,
     header: list[str],
@@ -243,7 +282,7 @@ def _resolve_label_columns(
     label_columns: Sequence[str] | None,
     text_column: str | None,
 ) -> list[str]:
-    available = ", ".join(header)
+    available = describe_columns(header)
     if smiles_column not in header:
         raise ValueError(f"{path}: no SMILES column {smiles_column!r}; columns are: {available}")
     if text_column is not None and text_column not in header:
@@ -484,10 +523,13 @@ def read_split_json(path: Path) -> dict:
     """The content of a split file (JSON, or gzipped JSON for a `.gz` path), as written by `save_split`."""
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return json.load(handle)
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                return json.load(handle)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a JSON split file ({error})") from None
 
 
 def make_split(
