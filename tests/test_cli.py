@@ -306,6 +306,8 @@ def test_train_script_refuses_unknown_options_and_a_missing_output_dir(capsys):
     # Built in Python, the arguments refuse to default to ./trainer_output as transformers' would.
     with pytest.raises(ValueError, match="--output_dir is required"):
         ProtoMolTrainingArguments()
+    with pytest.raises(ValueError, match="--num_train_epochs must be positive"):
+        ProtoMolTrainingArguments(output_dir="out", num_train_epochs=0)
 
 
 def test_train_on_too_few_rows_exits_2_naming_the_split_sizes(tmp_path, capsys):

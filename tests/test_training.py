@@ -21,7 +21,7 @@ from protomol_hf.cli import main
 from protomol_hf.configuration_protomol import ProtoMolConfig
 from protomol_hf.data import random_split
 from protomol_hf.metrics import MoleculeNetMetric
-from protomol_hf.training import ModelArguments, check_split
+from protomol_hf.training import ModelArguments, _resolve_split_file, check_split
 
 
 def test_model_arguments_are_the_config_options_with_the_config_defaults():
@@ -244,6 +244,15 @@ def test_check_split_rejects_empty_parts_and_single_class_evaluation_parts(tiny_
     # A single-class test part cannot be scored (the test ROC-AUC would be NaN).
     with pytest.raises(ValueError, match=r"no task has both classes among the 3 test rows .* could not be scored"):
         check_split(tiny_classification, {**split, "test": negatives[:3]})
+
+
+def test_a_bundled_split_name_without_a_bundled_set_is_explained():
+    with pytest.raises(
+        FileNotFoundError, match=r"split file not found: random_0 \(bundled split names .* need --dataset_name"
+    ):
+        _resolve_split_file("random_0", dataset_name=None)
+    with pytest.raises(FileNotFoundError, match=r"split file not found: absent\.json$"):
+        _resolve_split_file("absent.json", dataset_name=None)
 
 
 def test_check_split_needs_both_classes_in_one_task_only(tiny_classification):

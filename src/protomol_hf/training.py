@@ -157,11 +157,12 @@ class DataArguments:
     )
     smiles_column: str = field(default="smiles", metadata={"help": "Column holding the SMILES."})
     label_columns: list[str] | None = field(
-        default=None, metadata={"help": "Label columns (default: every other column).", "nargs": "+"}
+        default=None,
+        metadata={"help": "Label columns (None: every column but the SMILES and text columns).", "nargs": "+"},
     )
     # HfArgumentParser offers the Literal's values as the choices.
     task_type: TaskType | None = field(
-        default=None, metadata={"help": "classification or regression (default: inferred)."}
+        default=None, metadata={"help": "classification or regression (None: inferred from the labels)."}
     )
     text_column: str | None = field(
         default=None,
@@ -253,6 +254,9 @@ class ProtoMolTrainingArguments(TrainingArguments):
         # transformers would fall back to ./trainer_output; a run's model and results go where the user says.
         if self.output_dir is None:
             raise ValueError("--output_dir is required: the folder for the model, processor, split and results.json")
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            # transformers would save the untrained model and score it as if trained.
+            raise ValueError(f"--num_train_epochs must be positive (or give --max_steps), got {self.num_train_epochs}")
         super().__post_init__()
 
 
@@ -366,9 +370,11 @@ def _resolve_split_file(split_file, dataset_name):
     """A path as given, or the bundled split of that name (e.g. 'random_0') for a bundled dataset."""
     if split_file is None or Path(split_file).exists():
         return split_file
-    if dataset_name is not None and "/" not in split_file and not split_file.endswith((".json", ".gz")):
+    names_a_bundled_split = "/" not in split_file and not split_file.endswith((".json", ".gz"))
+    if dataset_name is not None and names_a_bundled_split:
         return str(bundled_split_path(dataset_name, split_file))
-    raise FileNotFoundError(f"split file not found: {split_file}")
+    hint = " (bundled split names such as random_0 need --dataset_name)" if names_a_bundled_split else ""
+    raise FileNotFoundError(f"split file not found: {split_file}{hint}")
 
 
 @contextmanager
