@@ -176,6 +176,13 @@ def test_a_single_class_task_beside_others_is_named_in_a_warning(tmp_path, caplo
     assert "1 task(s) hold one class only in the usable rows" in caplog.text and "'const' only [1.0]" in caplog.text
 
 
+def test_a_csv_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "utf16.csv"
+    path.write_text("smiles,y\nCCO,1\nCCN,0\n", encoding="utf-16")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: not UTF-8 text .* save the CSV as UTF-8"):
+        load_table(path)
+
+
 def test_bad_arguments_raise_clear_errors(tmp_path):
     path = _write_csv(tmp_path, "smiles,label\nCCO,1\n")
     with pytest.raises(ValueError, match="task_type must be one of"):

@@ -173,21 +173,11 @@ def load_table(
     path = Path(data_file)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    try:
-        header = list(pd.read_csv(path, nrows=0).columns)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty (expected a CSV header and rows)") from None
+    header = list(_read_csv(path, nrows=0).columns)
     check_csv_structure(path)
     label_columns = _resolve_label_columns(path, header, smiles_column, label_columns, text_column)
     string_columns = [smiles_column] + ([text_column] if text_column is not None else [])
-    try:
-        frame = pd.read_csv(
-            path,
-            usecols=[*string_columns, *label_columns],
-            dtype={column: object for column in string_columns},
-        )
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error}); save the CSV as UTF-8") from None
+    frame = _read_csv(path, usecols=[*string_columns, *label_columns], dtype=dict.fromkeys(string_columns, object))
 
     if frame.empty:
         raise ValueError(f"{path}: the file has a header but no data rows")
@@ -241,6 +231,16 @@ def _check_both_classes(table: MolecularTable, path: Path) -> None:
             len(single_class),
             described,
         )
+
+
+def _read_csv(path: Path, **options) -> pd.DataFrame:
+    """`pd.read_csv`, naming the file in its errors."""
+    try:
+        return pd.read_csv(path, **options)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty (expected a CSV header and rows)") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error}); save the CSV as UTF-8") from None
 
 
 def check_csv_structure(path: str | Path) -> None:
