@@ -310,6 +310,15 @@ def test_train_script_refuses_unknown_options_and_a_missing_output_dir(capsys):
         ProtoMolTrainingArguments(output_dir="out", num_train_epochs=0)
 
 
+@pytest.mark.parametrize(
+    ("metric", "greater_is_better"), [("rmse", False), ("eval_mae", False), ("rmse_logS", False), ("roc_auc", True)]
+)
+def test_a_named_validation_metric_is_optimized_in_its_direction(metric, greater_is_better):
+    """transformers would maximize every metric whose name does not end in "loss", RMSE too."""
+    arguments = ProtoMolTrainingArguments(output_dir="out", metric_for_best_model=metric)
+    assert arguments.greater_is_better is greater_is_better
+
+
 def test_train_on_too_few_rows_exits_2_naming_the_split_sizes(tmp_path, capsys):
     csv = tmp_path / "four_rows.csv"
     csv.write_text("smiles,y\nCCO,1\nc1ccccc1,0\nCCC,0\nCCCl,1\n")

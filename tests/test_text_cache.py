@@ -1,5 +1,9 @@
 """Text-feature cache: same states as the live text model, reused when nothing changed, rebuilt otherwise."""
 
+import copy
+import shutil
+
+import numpy as np
 import pytest
 import torch
 from conftest import SMILES, tiny_config
@@ -67,3 +71,57 @@ def test_unknown_text_is_a_clear_error(processor, tmp_path):
     cache = build(model, processor, tmp_path, ["a short text"])
     with pytest.raises(KeyError, match="not in the cache"):
         cache.text_ids(["another text"])
+
+
+def test_cached_states_do_not_depend_on_the_tokenizers_padding_side(processor, tmp_path):
+    """A left-padding tokenizer (common for decoders such as Qwen2) must cache the same states: the collator
+    pads on the right for training and prediction."""
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config()).eval()
+    # Different lengths, so batches of two are padded.
+    texts = ["ethanol", "an alcohol", "a chlorinated solvent", "benzene, a flat aromatic ring of six carbons"]
+    right = build(model, processor, tmp_path / "right", texts)
+    left_processor = copy.deepcopy(processor)
+    left_processor.tokenizer.padding_side = "left"
+    left = build(model, left_processor, tmp_path / "left", texts)
+    assert right.directory.name == left.directory.name
+    np.testing.assert_array_equal(left.states, right.states)
+
+
+def test_a_tokenizer_setting_that_changes_the_tokens_gets_its_own_cache(processor, tmp_path):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config())
+    texts = processor.texts_for(SMILES)
+    first = build(model, processor, tmp_path, texts, max_length=16)  # every template text is longer
+    truncating_left = copy.deepcopy(processor)
+    truncating_left.tokenizer.truncation_side = "left"
+    assert build(model, truncating_left, tmp_path, texts, max_length=16).directory != first.directory
+
+
+def test_a_failed_build_leaves_no_cache_and_restores_the_model(processor, tmp_path, monkeypatch):
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config()).train()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(model.protomol, "encode_text", fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        build(model, processor, tmp_path, processor.texts_for(SMILES))
+    assert model.training and not any((tmp_path / "text_features").iterdir())
+
+
+def test_a_cache_another_run_completed_first_is_used(processor, tmp_path, monkeypatch):
+    """Runs sharing a cache folder each write their own copy; the one that renames it into place first wins,
+    and no run ever reads a copy that is still being written."""
+    model = ProtoMolForMolecularPropertyPrediction(tiny_config())
+    texts = processor.texts_for(SMILES)
+    other_run = build(model, processor, tmp_path / "other", texts)
+    final = tmp_path / "shared" / "text_features" / other_run.directory.name
+    write = TextFeatureCache._write
+
+    def write_while_the_other_run_finishes(directory, *args):
+        write(directory, *args)
+        shutil.copytree(other_run.directory, final)
+
+    monkeypatch.setattr(TextFeatureCache, "_write", staticmethod(write_while_the_other_run_finishes))
+    cache = build(model, processor, tmp_path / "shared", texts)
+    assert cache.directory == final and len(cache) == len(set(texts))
+    assert [path.name for path in final.parent.iterdir()] == [final.name]  # its own copy was removed

@@ -90,4 +90,12 @@ def _regression_scores(predictions, references, names):
 
 def main_metric(task_type: str) -> tuple[str, bool]:
     """The benchmark's metric for a task type and whether greater is better."""
-    return ("roc_auc", True) if task_type == "classification" else ("rmse", False)
+    name = "roc_auc" if task_type == "classification" else "rmse"
+    return name, greater_is_better(name)
+
+
+def greater_is_better(metric_name: str) -> bool:
+    """Whether a larger value is better for a metric reported here (with or without the Trainer's "eval_"
+    prefix): ROC-AUC yes; errors (RMSE, MAE, also per task) and losses no."""
+    name = metric_name.removeprefix("eval_")
+    return not (name.startswith(("rmse", "mae")) or name.endswith("loss"))

@@ -2,12 +2,15 @@
 
 With a frozen language model, its token states for a text never change, so they are computed once
 and memory-mapped: every epoch then runs only the graph branch, refiner, fusion and prototypes.
-The cache key covers the text model's weights and config, the tokenizer, the maximum length, the
-storage dtype and the texts, so a change to any of them builds a new cache.
+The cache key covers the text model's weights and config, the token ids the tokenizer gives (so every
+tokenizer setting), the maximum length, the storage dtype and the texts, so a change to any of them builds a
+new cache.
 """
 
 import hashlib
 import json
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -24,7 +27,7 @@ from .modeling_protomol import ProtoMolModel
 _STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-def _fingerprint_text_model(text_model, tokenizer, max_length, dtype, texts):
+def _fingerprint_text_model(text_model, token_ids, max_length, dtype, texts):
     digest = hashlib.sha256()
     # Not where the model was loaded from: the same weights installed in another environment (the bundled
     # MiniLM lives in site-packages) must find the cache, and the weights themselves are hashed below.
@@ -35,8 +38,12 @@ def _fingerprint_text_model(text_model, tokenizer, max_length, dtype, texts):
         # The stored bytes as they are: no float32 copy of a multi-GB model, and a bf16 model (whose token
         # states differ from the float32 model's) gets its own cache.
         digest.update(tensor.detach().reshape(-1).view(torch.uint8).cpu().numpy())
-    digest.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
-    digest.update(f"{type(tokenizer).__name__}|{max_length}|{dtype}".encode())
+    # The token ids, not the tokenizer's vocabulary: they carry every setting that changes them (lower-casing,
+    # truncation side, special tokens) as well as the maximum length.
+    for ids in token_ids:
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    digest.update(f"{max_length}|{dtype}".encode())
     for text in texts:
         digest.update(text.encode())
         digest.update(b"\0")
@@ -87,17 +94,59 @@ class TextFeatureCache:
     ) -> "TextFeatureCache":
         """Cache the token states that `protomol_model.encode_text` gives for the distinct `texts`, running the
         text model on `device` (default: where it is; it is moved back afterwards). Reuses an existing cache
-        with the same fingerprint."""
+        with the same fingerprint. The cache is written to a folder of its own and renamed into place when
+        complete, so runs sharing a cache folder never read one that another run is still writing."""
         distinct = sorted(set(texts))
         text_model = protomol_model.text_model
-        key = _fingerprint_text_model(text_model, tokenizer, max_length, dtype, distinct)
+        tokens = tokenizer(distinct, truncation=True, max_length=max_length)
+        key = _fingerprint_text_model(text_model, tokens["input_ids"], max_length, dtype, distinct)
         directory = Path(cache_root) / "text_features" / key
         if (directory / "complete").exists():
             return cls(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=directory.parent))
+        try:
+            cls._write(
+                building,
+                distinct,
+                tokens["input_ids"],
+                protomol_model,
+                tokenizer,
+                batch_size,
+                dtype,
+                device,
+                show_progress,
+            )
+            (building / "index.json").write_text(
+                json.dumps({"texts": distinct, "max_length": max_length, "dtype": dtype})
+            )
+            (building / "complete").touch()
+            if directory.exists() and not (directory / "complete").exists():
+                shutil.rmtree(directory)  # left by a build that was killed before this layout
+            try:
+                building.rename(directory)
+            except OSError:  # another run finished the same cache first: use that one
+                if not (directory / "complete").exists():
+                    raise
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return cls(directory)
 
-        tokens = tokenizer(distinct, truncation=True, max_length=max_length)
-        lengths = np.array([len(ids) for ids in tokens["input_ids"]], dtype=np.int64)
+    @staticmethod
+    def _write(
+        directory: Path,
+        distinct: list[str],
+        token_ids: list[list[int]],
+        protomol_model: ProtoMolModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int,
+        dtype: str,
+        device: str | torch.device | None,
+        show_progress: bool,
+    ) -> None:
+        """Write `states.npy` (every text's token states, one after another) and `offsets.npy` into `directory`."""
+        text_model = protomol_model.text_model
+        lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         states = np.lib.format.open_memmap(
             directory / "states.npy",
@@ -108,31 +157,34 @@ class TextFeatureCache:
         # Batches of similar length waste little compute on padding.
         order = np.argsort(lengths, kind="stable")
         was_training = protomol_model.training
-        protomol_model.eval()
         home_device = next(text_model.parameters()).device
         device = torch.device(device) if device is not None else home_device
+        protomol_model.eval()
         text_model.to(device)
         progress = tqdm(total=len(distinct), desc="Caching text features", unit="text", disable=not show_progress)
-        with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                batch = tokenizer.pad({"input_ids": [tokens["input_ids"][row] for row in rows]}, return_tensors="pt")
-                token_states = protomol_model.encode_text(
-                    batch["input_ids"].to(device), batch["attention_mask"].to(device)
-                )
-                hidden = token_states.float().cpu().numpy()
-                for i, row in enumerate(rows):
-                    states[offsets[row] : offsets[row + 1]] = hidden[i, : lengths[row]]
-                progress.update(len(rows))
-        progress.close()
-        text_model.to(home_device)
-        protomol_model.train(was_training)
+        try:
+            with torch.no_grad():
+                for start in range(0, len(order), batch_size):
+                    rows = order[start : start + batch_size]
+                    # Padded on the right whatever the tokenizer's default, as the collator pads for training
+                    # and prediction: a text's first `length` states are then its own.
+                    batch = tokenizer.pad(
+                        {"input_ids": [token_ids[row] for row in rows]}, padding_side="right", return_tensors="pt"
+                    )
+                    token_states = protomol_model.encode_text(
+                        batch["input_ids"].to(device), batch["attention_mask"].to(device)
+                    )
+                    hidden = token_states.float().cpu().numpy()
+                    for i, row in enumerate(rows):
+                        states[offsets[row] : offsets[row + 1]] = hidden[i, : lengths[row]]
+                    progress.update(len(rows))
+        finally:
+            progress.close()
+            text_model.to(home_device)
+            protomol_model.train(was_training)
         states.flush()
         del states
         np.save(directory / "offsets.npy", offsets)
-        (directory / "index.json").write_text(json.dumps({"texts": distinct, "max_length": max_length, "dtype": dtype}))
-        (directory / "complete").touch()
-        return cls(directory)
 
 
 class ProtoMolCachedTextCollator:

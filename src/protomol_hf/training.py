@@ -34,7 +34,7 @@ from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import BRANCHES, CROSS_ATTENTION_MODES, TEXT_MODEL_MODES, ProtoMolConfig
 from .data import SPLIT_PARTS, MolecularTable, Split, TaskType, bundled_split_path, load_table, make_split, save_split
 from .featurization_protomol import ATOM_FEATURE_NAMES, BOND_FEATURE_NAMES, smiles_to_graph
-from .metrics import MoleculeNetMetric, main_metric, roc_auc_defined
+from .metrics import MoleculeNetMetric, greater_is_better, main_metric, roc_auc_defined
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor, molecule_texts
 from .text_cache import ProtoMolCachedTextCollator, TextFeatureCache
@@ -254,6 +254,9 @@ class ProtoMolTrainingArguments(TrainingArguments):
         # transformers would fall back to ./trainer_output; a run's model and results go where the user says.
         if self.output_dir is None:
             raise ValueError("--output_dir is required: the folder for the model, processor, split and results.json")
+        # transformers takes every metric not ending in "loss" for one where higher is better; RMSE is not.
+        if self.greater_is_better is None and self.metric_for_best_model not in (None, "auto"):
+            self.greater_is_better = greater_is_better(self.metric_for_best_model)
         if self.num_train_epochs <= 0 and self.max_steps <= 0:
             # transformers would save the untrained model and score it as if trained.
             raise ValueError(f"--num_train_epochs must be positive (or give --max_steps), got {self.num_train_epochs}")
