@@ -14,14 +14,15 @@ import sys
 
 from transformers import HfArgumentParser
 
-from protomol_hf.cli import run_reporting_user_errors, train_and_report
+from protomol_hf.cli import TRAIN_DESCRIPTION, HelpFormatter, run_reporting_user_errors, train_and_report
 from protomol_hf.training import DataArguments, ModelArguments, ProtoMolTrainingArguments
 
 
 def main(argv=None):
     parser = HfArgumentParser(
         (ModelArguments, DataArguments, ProtoMolTrainingArguments),
-        description=__doc__.split("\n\n")[0],
+        description=TRAIN_DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
     try:
         model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(

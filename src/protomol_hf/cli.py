@@ -53,6 +53,13 @@ DEFAULT_FEATURIZATION_WORKERS = min(os.cpu_count() or 1, 8)
 USER_ERRORS = (UsageError, FileNotFoundError, ValueError, FloatingPointError)
 
 
+TRAIN_DESCRIPTION = (
+    "Train ProtoMol on a bundled MoleculeNet set or your own CSV. Writes to --output_dir the best model on the "
+    "validation metric and its processor, split.json (CSV row indices), results.json, test_predictions.csv, "
+    "trainer_state.json and the last checkpoint-N folders, and prints the test metric as JSON."
+)
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows the default of every option except required ones, which have none."""
 
@@ -77,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[train_options],
         formatter_class=HelpFormatter,
         help="train a model on a bundled MoleculeNet set or your own CSV (the options of scripts/train.py)",
-        description="Train ProtoMol on a bundled MoleculeNet set or your own CSV. Writes the best model, its "
-        "processor, split.json and results.json to --output_dir, and prints the test metric as JSON.",
+        description=TRAIN_DESCRIPTION,
     )
     train.set_defaults(run=run_train)
 
@@ -169,7 +175,8 @@ def _add_input_options(parser, output_help):
         "--text_column",
         default=None,
         help="Column of --input with a description per molecule (an empty one makes the row invalid); without "
-        "it, each molecule gets the kind of description the model was trained with.",
+        "it, each molecule gets the kind of description the model was trained with (a model trained on a text "
+        "column needs this).",
     )
     parser.add_argument("--batch_size", type=positive_int, default=64, help="Molecules per model call.")
     parser.add_argument(
@@ -177,7 +184,7 @@ def _add_input_options(parser, output_help):
         type=positive_int,
         default=DEFAULT_FEATURIZATION_WORKERS,
         help="Processes that featurize the molecules (RDKit, descriptions, tokens) before the model runs "
-        f"(default: the CPU cores, at most 8: {DEFAULT_FEATURIZATION_WORKERS} here). Inputs of at most "
+        "(the CPU cores, at most 8). Inputs of at most "
         f"{PARALLEL_CHUNK_SIZE} molecules are featurized in this process.",
     )
     add_device_options(parser)

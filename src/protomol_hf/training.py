@@ -191,7 +191,8 @@ class DataArguments:
     )
     preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for featurization."})
     early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after this many evaluations without improvement."}
+        default=None,
+        metadata={"help": "Stop after this many evaluations without improvement (None: no early stopping)."},
     )
 
 
@@ -203,6 +204,9 @@ class ProtoMolTrainingArguments(TrainingArguments):
     output_dir: str | None = field(
         default=None,
         metadata={"help": "Where the model, processor, split and results.json are written.", "required": True},
+    )
+    use_cpu: bool = field(
+        default=False, metadata={"help": "Train on the CPU even when a GPU is present (always on without one)."}
     )
     learning_rate: float = field(default=8e-5, metadata={"help": "Initial learning rate."})
     weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay."})
