@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError
 
 import protomol_hf
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
@@ -119,23 +120,42 @@ def check_staged_folder(model_dir: Path, stage_dir: Path, smiles=CHECK_SMILES) -
     return expected
 
 
+# What the Hub client raises when a request fails: its HTTP errors, whose base class (the HTTP library's error,
+# also raised for a failed connection) depends on the huggingface_hub version, and OSError (offline mode).
+HUB_ERRORS = (OSError, *HfHubHTTPError.__bases__)
+
+
+class UploadError(RuntimeError):
+    """A step of the upload failed; the message says which, and what is already on the Hub."""
+
+
 def upload(stage_dir: Path, model_dir: Path, repo_id: str, private: bool, branch: str | None) -> str:
     """Upload `stage_dir` to `repo_id` (on `branch`), then pin the card's snippet to that commit; returns it."""
     api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if branch:
-        api.create_branch(repo_id, branch=branch, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id, folder_path=stage_dir, revision=branch, commit_message="Upload ProtoMol model, code and card"
-    )
-    card = render_model_card(model_dir, repo_id=repo_id, revision=commit.oid)
-    api.upload_file(
-        path_or_fileobj=card.encode("utf-8"),
-        path_in_repo="README.md",
-        repo_id=repo_id,
-        revision=branch,
-        commit_message=f"Model card: pin the loading snippet to {commit.oid[:12]}",
-    )
+    step = f"creating the repository {repo_id}"
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if branch:
+            step = f"creating the branch {branch}"
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+        step = "uploading the model (nothing was uploaded)"
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=stage_dir,
+            revision=branch,
+            commit_message="Upload ProtoMol model, code and card",
+        )
+        step = f"pinning the card's loading snippet to {commit.oid[:12]} (the model itself is uploaded)"
+        card = render_model_card(model_dir, repo_id=repo_id, revision=commit.oid)
+        api.upload_file(
+            path_or_fileobj=card.encode("utf-8"),
+            path_in_repo="README.md",
+            repo_id=repo_id,
+            revision=branch,
+            commit_message=f"Model card: pin the loading snippet to {commit.oid[:12]}",
+        )
+    except HUB_ERRORS as error:
+        raise UploadError(f"{step} failed: {type(error).__name__}: {error}") from error
     return commit.oid
 
 
@@ -204,12 +224,10 @@ def main(argv=None) -> int:
             return 0
         try:
             commit = upload(stage_dir, model_dir, args.repo_id, args.private, args.revision)
-        # The Hub client's errors (network, token, permissions) come from several libraries; at this boundary
-        # one line with the error's type serves a user better than a traceback through the HTTP stack.
-        except Exception as error:
+        except UploadError as error:  # one line, not a traceback through the HTTP client
             print(
-                f"error: uploading to {args.repo_id} failed: {type(error).__name__}: {error}\n"
-                "The staged folder passed its checks; `--dry_run --stage_dir DIR` keeps one to upload later.",
+                f"error: {error}\nThe staged folder passed its checks: `--dry_run --stage_dir DIR` keeps one, which "
+                f"`hf upload {args.repo_id} DIR` uploads as it is.",
                 file=sys.stderr,
             )
             return 1

@@ -311,7 +311,8 @@ def test_train_script_refuses_unknown_options_and_a_missing_output_dir(capsys):
 
 
 @pytest.mark.parametrize(
-    ("metric", "greater_is_better"), [("rmse", False), ("eval_mae", False), ("rmse_logS", False), ("roc_auc", True)]
+    ("metric", "greater_is_better"),
+    [("rmse", False), ("eval_mae", False), ("rmse_logS", False), ("roc_auc", True), ("roc_auc_weight_loss", True)],
 )
 def test_a_named_validation_metric_is_optimized_in_its_direction(metric, greater_is_better):
     """transformers would maximize every metric whose name does not end in "loss", RMSE too."""

@@ -1,10 +1,12 @@
 import gzip
+import io
 import json
 import logging
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from protomol_hf.data import (
@@ -174,6 +176,28 @@ def test_a_single_class_task_beside_others_is_named_in_a_warning(tmp_path, caplo
         table = load_table(path)
     assert table.num_tasks == 2
     assert "1 task(s) hold one class only in the usable rows" in caplog.text and "'const' only [1.0]" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "csv_text"),
+    [
+        ("trailing_comma.csv", "smiles,y\nCCO,1,\nCCN,0,\n"),  # every row one empty field too many
+        ("spreadsheet.csv", "smiles,y,,\nCCO,1,,\nCCN,0,,\n"),  # unnamed empty columns
+        ("quoted.csv", 'smiles,y,text\nCCO,1,"polar, small"\nCCN,0,"two\nlines"\n'),
+        ("long_text.csv", "smiles,y,text\nCCO,1," + "a" * 200_000 + "\nCCN,0,short\n"),
+        ("compressed.csv.xz", "smiles,y\nCCO,1\nCCN,0\n"),
+        ("compressed.csv.bz2", "smiles,y\nCCO,1\nCCN,0\n"),
+    ],
+)
+def test_well_formed_csvs_pass_the_structure_check(tmp_path, name, csv_text):
+    path = tmp_path / name
+    if name.endswith((".xz", ".bz2")):
+        pd.read_csv(io.StringIO(csv_text)).to_csv(path, index=False)
+    else:
+        path.write_text(csv_text)
+    text_column = "text" if "text" in csv_text.splitlines()[0] else None
+    table = load_table(path, label_columns=["y"], text_column=text_column)
+    assert table.smiles == ["CCO", "CCN"] and table.labels[:, 0].tolist() == [1.0, 0.0]
 
 
 def test_a_csv_that_is_not_utf8_is_named(tmp_path):

@@ -270,8 +270,25 @@ def test_push_reports_a_failed_upload_in_one_message(push_script, trained_dir, m
     monkeypatch.setattr(push_script.constants, "HF_HUB_OFFLINE", False)  # the tests run offline
     assert push_script.main(["--model_dir", str(trained_dir), "--repo_id", REPO_ID]) == 1
     error = capsys.readouterr().err
-    assert f"error: uploading to {REPO_ID} failed: ConnectionError: Name or service not known" in error
+    assert f"error: creating the repository {REPO_ID} failed: ConnectionError: Name or service not known" in error
     assert "Traceback" not in error
+
+    # A failure after the model is uploaded says so.
+    class CardPinFails(UnreachableHfApi):
+        def create_repo(self, *args, **kwargs):
+            pass
+
+        def upload_folder(self, **kwargs):
+            return type("CommitInfo", (), {"oid": "f" * 40})()
+
+        def upload_file(self, **kwargs):
+            raise ConnectionError("reset by peer")
+
+    monkeypatch.setattr(push_script, "HfApi", CardPinFails)
+    assert push_script.main(["--model_dir", str(trained_dir), "--repo_id", REPO_ID]) == 1
+    assert "pinning the card's loading snippet to ffffffffffff (the model itself is uploaded) failed" in (
+        capsys.readouterr().err
+    )
     # Offline mode is refused before anything is staged.
     monkeypatch.setattr(push_script.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SystemExit) as exit_info:

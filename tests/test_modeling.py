@@ -49,6 +49,9 @@ def test_config_vocabularies_match_the_featurizer():
 def test_config_names_the_output_columns_after_the_tasks(tmp_path):
     config = tiny_config(num_tasks=2, task_names=["logS", "logP"])
     config.save_pretrained(tmp_path)
+    # An explicit None, as a hand-edited config may hold, gets the task names as well.
+    unnamed = tiny_config(task_names=["logS"], id2label=None, label2id=None)
+    assert unnamed.id2label == {0: "logS"} and unnamed.label2id == {"logS": 0}
     for loaded in (config, ProtoMolConfig.from_pretrained(tmp_path)):
         assert loaded.id2label == {0: "logS", 1: "logP"} and loaded.label2id == {"logS": 0, "logP": 1}
         assert loaded.num_labels == 2

@@ -88,6 +88,12 @@ def test_weights_the_config_leaves_unused_are_refused(tmp_path):
     # As a classifier the regression statistics would be dropped, and its outputs read as probabilities.
     with pytest.raises(ValueError, match=r"target_mean is in the checkpoint but not in the model this config builds"):
         ProtoMolForMolecularPropertyPrediction.from_pretrained(tmp_path / "regression", problem_type="classification")
+    # Moving a model to another task on purpose: the regression statistics are dropped, nothing else differs.
+    classifier, info = ProtoMolForMolecularPropertyPrediction.from_pretrained(
+        tmp_path / "regression", problem_type="classification", allow_unused_weights=True, output_loading_info=True
+    )
+    assert info["unexpected_keys"] == {"target_mean", "target_std", "class_boundaries"}
+    assert classifier.config.problem_type == "classification"
 
 
 def test_missing_weights_are_refused_unless_allowed(checkpoint):

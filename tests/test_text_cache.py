@@ -1,7 +1,9 @@
 """Text-feature cache: same states as the live text model, reused when nothing changed, rebuilt otherwise."""
 
 import copy
+import os
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -125,3 +127,18 @@ def test_a_cache_another_run_completed_first_is_used(processor, tmp_path, monkey
     cache = build(model, processor, tmp_path / "shared", texts)
     assert cache.directory == final and len(cache) == len(set(texts))
     assert [path.name for path in final.parent.iterdir()] == [final.name]  # its own copy was removed
+
+
+def test_a_build_removes_copies_that_killed_builds_left_on_this_machine(processor, tmp_path):
+    folder = tmp_path / "text_features"
+    host = socket.gethostname()
+    killed = folder / f"0123.building-{host}-{2**22 + 1}"  # above Linux's largest process id
+    running = folder / f"4567.building-{host}-{os.getppid()}"
+    elsewhere = folder / "89ab.building-another-host-1"
+    for path in (killed, running, elsewhere):
+        (path / "states.npy").parent.mkdir(parents=True)
+        (path / "states.npy").write_bytes(b"partial")
+    cache = build(ProtoMolForMolecularPropertyPrediction(tiny_config()), processor, tmp_path, ["a text"])
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        [cache.directory.name, running.name, elsewhere.name]
+    )

@@ -227,8 +227,10 @@ class ProtoMolConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.checkpoint_format_version = checkpoint_format_version
         # transformers' names of the output columns (and so `num_labels`): here the tasks.
-        kwargs.setdefault("id2label", dict(enumerate(self.task_names)))
-        kwargs.setdefault("label2id", {name: index for index, name in kwargs["id2label"].items()})
+        if kwargs.get("id2label") is None:
+            kwargs["id2label"] = dict(enumerate(self.task_names))
+        if kwargs.get("label2id") is None:
+            kwargs["label2id"] = {name: index for index, name in kwargs["id2label"].items()}
         # A saved ProtoMol is a property predictor: every Auto class resolves to the head in remote code.
         kwargs.setdefault("auto_map", dict(REMOTE_CODE_AUTO_MAP))
         # transformers types `problem_type` with its own head types only; ProtoMol stores

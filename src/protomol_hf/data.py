@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pandas.io.common import get_handle
 from rdkit import Chem
 from rdkit.Chem.Scaffolds import MurckoScaffold
 from sklearn.model_selection import train_test_split
@@ -236,7 +237,9 @@ def _check_both_classes(table: MolecularTable, path: Path) -> None:
 def _read_csv(path: Path, **options) -> pd.DataFrame:
     """`pd.read_csv`, naming the file in its errors."""
     try:
-        return pd.read_csv(path, **options)
+        # index_col=False: never take the first column for an index, which pandas does when every row has one
+        # field more than the header (a trailing comma).
+        return pd.read_csv(path, index_col=False, **options)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: the file is empty (expected a CSV header and rows)") from None
     except UnicodeDecodeError as error:
@@ -245,26 +248,36 @@ def _read_csv(path: Path, **options) -> pd.DataFrame:
 
 def check_csv_structure(path: str | Path) -> None:
     """Raise a ValueError for what pandas would silently turn into other data: a column name used twice (pandas
-    renames the second 'y.1') and a row with more fields than the header (pandas drops the extra fields, or
-    shifts every column when the first row has them): typically an unquoted comma inside a text."""
+    renames the second 'y.1') and a row with more non-empty fields than the header has columns (pandas drops
+    the extra fields, or shifts every column when the first row has them): typically an unquoted comma inside
+    a text. Empty trailing fields and unnamed columns (a spreadsheet's export) hold nothing and pass."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    # Structure only needs the delimiters and quotes (ASCII), so undecodable bytes elsewhere do not matter here.
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as handle:
-        records = csv.reader(handle)
-        header = next(records, [])
-        repeated = sorted({name for name in header if header.count(name) > 1})
-        if repeated:
-            raise ValueError(
-                f"{path}: the header names column(s) {repeated} more than once; give each column its own name"
-            )
-        # Rows are numbered as in every other message: data rows from 0, blank lines (which pandas skips) not counted.
-        for row, fields in enumerate(fields for fields in records if fields):
-            if len(fields) > len(header):
+    # pandas has no limit on a cell's size; the csv module's default (131,072 characters) would refuse a long text.
+    limit = csv.field_size_limit(2**31 - 1)
+    try:
+        # Decompressed as pandas does (by the extension). Only the delimiters and quotes matter here (ASCII),
+        # so undecodable bytes are replaced: pandas reports those where they matter.
+        with get_handle(path, "r", encoding="utf-8-sig", errors="replace", compression="infer") as handles:
+            records = csv.reader(handles.handle)
+            header = next(records, [])
+            named = [name for name in header if name]
+            repeated = sorted({name for name in named if named.count(name) > 1})
+            if repeated:
                 raise ValueError(
-                    f"{path}: row {row} has {len(fields)} fields but the header has {len(header)} columns; "
-                    "quote cells that contain a comma"
+                    f"{path}: the header names column(s) {repeated} more than once; give each column its own name"
                 )
+            # Rows are numbered as in every other message: data rows from 0, blank lines (which pandas skips)
+            # not counted.
+            for row, fields in enumerate(fields for fields in records if fields):
+                if any(fields[len(header) :]):
+                    raise ValueError(
+                        f"{path}: row {row} has {len(fields)} fields but the header has {len(header)} columns; "
+                        "quote cells that contain a comma"
+                    )
+    except csv.Error as error:
+        raise ValueError(f"{path}: not a readable CSV ({error})") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def describe_columns(header: Sequence[str]) -> str:

@@ -98,4 +98,7 @@ def greater_is_better(metric_name: str) -> bool:
     """Whether a larger value is better for a metric reported here (with or without the Trainer's "eval_"
     prefix): ROC-AUC yes; errors (RMSE, MAE, also per task) and losses no."""
     name = metric_name.removeprefix("eval_")
+    # By the metric first: a per-task score is named after its task, which may end in "loss" (roc_auc_weight_loss).
+    if name.startswith("roc_auc"):
+        return True
     return not (name.startswith(("rmse", "mae")) or name.endswith("loss"))

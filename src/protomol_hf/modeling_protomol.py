@@ -392,8 +392,10 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
         each differing weight: shapes that differ, weights the checkpoint lacks and weights it has that the model
         would leave unused (e.g. a regression checkpoint loaded as a classifier). transformers would re-initialize
         or drop them with only a logged report; pass `allow_missing_weights=True` to accept missing ones (e.g. a
-        new head on a base-model checkpoint). A base model loaded from a head checkpoint leaves the head out."""
+        new head on a base-model checkpoint) and `allow_unused_weights=True` to drop unused ones (e.g. moving a
+        model to another task). A base model loaded from a head checkpoint leaves the head out."""
         allow_missing = kwargs.pop("allow_missing_weights", False)
+        allow_unused = kwargs.pop("allow_unused_weights", False)
         allow_mismatched = kwargs.pop("ignore_mismatched_sizes", False)
         return_info = kwargs.pop("output_loading_info", False)
         with _held_log_records(_TRANSFORMERS_LOADING_LOGGER) as load_report:
@@ -413,7 +415,7 @@ class ProtoMolPreTrainedModel(PreTrainedModel):
             ]
         if not allow_missing:
             problems += [f"{key} is missing from the checkpoint" for key in sorted(info["missing_keys"])]
-        unused = sorted(info["unexpected_keys"])
+        unused = [] if allow_unused else sorted(info["unexpected_keys"])
         if model.base_model is model:
             # Only keys of the base model's own parts count; the rest are the head's.
             own_parts = {name.split(".")[0] for name in model.state_dict()} | {cls.base_model_prefix}

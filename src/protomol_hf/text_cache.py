@@ -9,8 +9,9 @@ new cache.
 
 import hashlib
 import json
+import os
 import shutil
-import tempfile
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -48,6 +49,23 @@ def _fingerprint_text_model(text_model, token_ids, max_length, dtype, texts):
         digest.update(text.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:24]
+
+
+# A cache being written: `<key>.building-<host>-<pid>`, renamed to `<key>` when complete.
+_BUILDING = ".building-"
+
+
+def _remove_abandoned_builds(folder: Path) -> None:
+    """Delete the copies that builds killed on this machine left behind (a cache can take gigabytes): those
+    whose process no longer runs. Other machines' builds, which may share the folder, are left alone."""
+    for path in folder.glob(f"*{_BUILDING}{socket.gethostname()}-*"):
+        pid = int(path.name.rsplit("-", 1)[1])
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # another user's process, still running
+            pass
 
 
 class TextFeatureCache:
@@ -104,7 +122,10 @@ class TextFeatureCache:
         if (directory / "complete").exists():
             return cls(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=directory.parent))
+        _remove_abandoned_builds(directory.parent)
+        # Named after this process, so a later build can tell a killed build's copy from a running one.
+        building = directory.parent / f"{key}{_BUILDING}{socket.gethostname()}-{os.getpid()}"
+        building.mkdir()
         try:
             cls._write(
                 building,
@@ -121,8 +142,6 @@ class TextFeatureCache:
                 json.dumps({"texts": distinct, "max_length": max_length, "dtype": dtype})
             )
             (building / "complete").touch()
-            if directory.exists() and not (directory / "complete").exists():
-                shutil.rmtree(directory)  # left by a build that was killed before this layout
             try:
                 building.rename(directory)
             except OSError:  # another run finished the same cache first: use that one
