@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import load_script, tiny_config
+from conftest import FIXTURES, load_script, tiny_config
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import build_parser, main
@@ -331,6 +331,12 @@ def test_train_on_too_few_rows_exits_2_naming_the_split_sizes(tmp_path, capsys):
         "add rows, or pass a --split_file whose three parts all hold rows"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_more_text_tokens_than_the_text_model_has_positions(tmp_path, capsys):
+    arguments = ["train", "--data_file", str(FIXTURES / "tiny_classification.csv"), "--output_dir", str(tmp_path)]
+    assert main([*arguments, "--max_text_length", "1024"]) == 2
+    assert "--max_text_length 1024 is more tokens than the text model has positions (512)" in capsys.readouterr().err
 
 
 def test_every_option_is_explained_with_its_default():

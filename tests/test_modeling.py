@@ -478,6 +478,40 @@ def test_base_model_loads_from_a_head_checkpoint_and_checks_its_own_weights(tmp_
         ProtoMolModel.from_pretrained(tmp_path / "head", num_layers=1)
 
 
+def test_top_k_keeps_exactly_k_prototypes_even_with_ties():
+    log_probs = top_k_log_probs(torch.tensor([[3.0, 2.0, 2.0, 2.0, 1.0, 0.0]]), 2)
+    assert torch.isfinite(log_probs).sum() == 2 and torch.isfinite(log_probs[0, 0])
+
+
+def test_frozen_text_model_stays_in_eval_mode_while_training(processor):
+    """Its dropout would give one text different states at every step, unlike the cached ones."""
+    model = make_model().train()
+    assert model.protomol.layers.training and not model.protomol.text_model.training
+    batch = processor(smiles=SMILES[:2], return_tensors="pt")
+    first, second = (model.protomol.encode_text(batch["input_ids"], batch["attention_mask"]) for _ in range(2))
+    assert torch.equal(first, second)
+    assert make_model(text_model_mode="full").train().protomol.text_model.training
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"text_model_mode": "lora", "lora_rank": 2},
+        {"text_model_mode": "full"},
+        {"branches": "graph", "cross_attention": "none"},
+        {"branches": "text", "cross_attention": "none"},
+    ],
+)
+def test_every_trainable_parameter_gets_a_gradient(processor, options):
+    """DDP without `find_unused_parameters` fails at the second step when one does not."""
+    model = make_model(**options).train()
+    batch = processor(smiles=SMILES, labels=[1, 0, 1, 0, 1, 0], return_tensors="pt")
+    model(**batch).loss.backward()
+    idle = [name for name, parameter in model.named_parameters() if parameter.requires_grad and parameter.grad is None]
+    assert idle == []
+
+
 def test_base_model_returns_summaries_without_head(processor):
     model = ProtoMolModel(tiny_config()).eval()
     out = model(**processor(smiles=SMILES[:2], return_tensors="pt"))

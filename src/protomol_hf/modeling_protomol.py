@@ -489,7 +489,23 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
         self.layers = nn.ModuleList(ProtoMolFusionLayer(config, i in fused_layers) for i in range(config.num_layers))
         self.readout = _READOUT_FUNCTIONS[config.readout]
         self.prototype_space = ProtoMolPrototypeSpace(config)
+        # Parts the forward pass never uses get no gradient, which DDP refuses unless told to search for unused
+        # parameters: the input of a branch left out (kept for the checkpoint layout) and the text model's
+        # pooler (ProtoMol reads token states, never the pooled output), adapters included.
+        unused: list[nn.Module] = [self.atom_encoder] if not config.uses_graph else []
+        unused += [self.text_input_projection] if not config.uses_text else []
+        unused += [self.text_model.pooler] if getattr(self.text_model, "pooler", None) is not None else []
+        for module in unused:
+            module.requires_grad_(False)
         self.post_init()
+
+    def train(self, mode: bool = True) -> "ProtoMolModel":
+        """`nn.Module.train`, except that a frozen text model stays in eval mode: its dropout would make the token
+        states of one text differ between steps, and from the cached ones (computed in eval mode)."""
+        super().train(mode)
+        if self.config.text_model_mode == "frozen":
+            self.text_model.eval()
+        return self
 
     def _configure_text_model_training(self, config):
         """Frozen: no gradients. LoRA: peft adapters are the only trainable text weights. Full: all train."""
@@ -592,8 +608,9 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
 
 def top_k_log_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Log-softmax over the `k` largest entries of the last dim; the others get probability 0 (-inf)."""
-    threshold = logits.topk(k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < threshold, float("-inf")).log_softmax(-1)
+    # From the indices, not a threshold: with ties at the k-th value a threshold would keep more than k.
+    kept = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, True)
+    return logits.masked_fill(~kept, float("-inf")).log_softmax(-1)
 
 
 def sparse_kl_divergence(sparse_log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import DistributedType
 from datasets import Array2D, Dataset, Features, List, Value
-from transformers import AutoTokenizer, EarlyStoppingCallback, TrainerCallback, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoTokenizer, EarlyStoppingCallback, TrainerCallback, TrainingArguments, set_seed
 from transformers.integrations import deepspeed as hf_deepspeed
 
 from . import featurization_protomol, processing_protomol
@@ -515,6 +515,12 @@ def run_training(
 
     text_model_dir = resolve_text_model(model_args.text_model)
     tokenizer = AutoTokenizer.from_pretrained(text_model_dir)
+    positions = getattr(AutoConfig.from_pretrained(text_model_dir), "max_position_embeddings", None)
+    if positions is not None and model_args.max_text_length > positions:
+        raise ValueError(
+            f"--max_text_length {model_args.max_text_length} is more tokens than the text model has positions "
+            f"({positions}): give at most {positions}"
+        )
     # The Trainer seeds only when it starts; the ProtoMol weights are initialized before, so seed here too
     # (same seed, data and options -> the same model).
     set_seed(training_args.seed)
