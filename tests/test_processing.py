@@ -147,6 +147,13 @@ def test_single_smiles_gives_one_feature_dict(processor):
     assert isinstance(features, list) and len(features) == 1
 
 
+def test_an_empty_text_is_named_by_its_row_only_in_a_list(processor):
+    with pytest.raises(ValueError, match=r"^row 1: text is empty or not a string \(' '\)"):
+        processor.texts_for(["CCO", "CCN"], ["ethanol", " "])
+    with pytest.raises(ValueError, match=r"^text is empty or not a string \(''\)"):
+        processor.texts_for(["CCO"], "")
+
+
 def test_batch_matches_the_model_forward_signature(processor):
     forward = inspect.signature(ProtoMolForMolecularPropertyPrediction.forward).parameters
     required = {

@@ -40,7 +40,9 @@ def molecule_texts(smiles: Sequence[str], text: str | Sequence[str] | None, text
             raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
         for row, item in enumerate(texts):
             if not isinstance(item, str) or not item.strip():
-                raise ValueError(f"row {row}: text is empty or not a string ({item!r})")
+                # A lone text has no row to name (callers such as `protomol explain` name the molecule).
+                where = "" if isinstance(text, str) else f"row {row}: "
+                raise ValueError(f"{where}text is empty or not a string ({item!r})")
         return texts
     if text_source == "given":
         raise ValueError('text_source="given" needs `text` for every molecule')
