@@ -94,7 +94,7 @@ def attach(args: argparse.Namespace) -> None:
         if key is not None:
             by_canonical.setdefault(key, text)
 
-    texts, missing, by_canonical_count = [], [], 0
+    texts, missing, unparsable, by_canonical_count = [], [], [], 0
     for row, smiles in enumerate(target[args.smiles_column]):
         text = by_string.get(smiles)
         if text is None:
@@ -108,6 +108,7 @@ def attach(args: argparse.Namespace) -> None:
                     text = describe_molecule(smiles)
                 except ProtoMolFeaturizationError:
                     text = ""  # training reports the unparsable SMILES with its row
+                    unparsable.append(row)
         texts.append(text or "")
     if missing and args.missing == "error":
         named = ", ".join(map(str, missing[:MAX_ROWS_NAMED])) + (" ..." if len(missing) > MAX_ROWS_NAMED else "")
@@ -120,7 +121,8 @@ def attach(args: argparse.Namespace) -> None:
     target.to_csv(args.output, index=False)
     print(
         f"wrote {args.output}: {len(target)} rows; {len(target) - len(missing)} described "
-        f"({by_canonical_count} matched by canonical SMILES), {len(missing)} given the template description"
+        f"({by_canonical_count} matched by canonical SMILES), {len(missing) - len(unparsable)} given the template "
+        f"description" + (f", {len(unparsable)} left empty: RDKit cannot parse their SMILES" if unparsable else "")
     )
 
 

@@ -32,7 +32,7 @@ from torch.nn.attention import sdpa_kernel
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
-from protomol_hf.cli import DEFAULT_FEATURIZATION_WORKERS, add_device_options
+from protomol_hf.cli import DEFAULT_FEATURIZATION_WORKERS, add_device_options, positive_int
 from protomol_hf.data import bundled_dataset_path
 from protomol_hf.modeling_protomol import ATTENTION_BACKENDS
 from protomol_hf.prediction import featurize_rows, length_sorted_batches, predict_smiles
@@ -43,7 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="Trained model folder (default: untrained default config).")
     parser.add_argument("--dataset_name", default="hiv", help="Bundled set whose SMILES are predicted.")
-    parser.add_argument("--num_molecules", type=int, default=10_000, help="SMILES taken from the start of the set.")
+    parser.add_argument(
+        "--num_molecules", type=positive_int, default=10_000, help="SMILES taken from the start of the set."
+    )
     parser.add_argument("--batch_size", type=int, default=64, help="Molecules per model call (predict's default).")
     parser.add_argument(
         "--num_workers",
@@ -75,7 +77,7 @@ def run_cli_predict(model_dir: str, csv: Path, batch_size: int, num_workers: int
     if result.returncode != 0:
         raise RuntimeError(f"protomol predict failed:\n{result.stderr[-3000:]}")
     peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": round(seconds, 2), "summary": result.stdout.strip().splitlines()[-1], "peak_rss_mb": peak_rss_mb}
+    return {"seconds": seconds, "summary": result.stdout.strip().splitlines()[-1], "peak_rss_mb": peak_rss_mb}
 
 
 @torch.no_grad()
@@ -119,11 +121,12 @@ def time_stages(model_dir: str, smiles: list[str], batch_size: int, num_workers:
     return {
         "valid_molecules": len(valid),
         "skipped_molecules": sum(error is not None for error in errors),
-        "featurize_s": round(featurize_s, 2),
-        "model_s": round(model_s, 2),
-        "bare_text_model_s": round(text_model_s["length_sorted"], 2),
-        "bare_text_model_input_order_s": round(text_model_s["input_order"], 2),
-        "predict_smiles_s": round(predict_s, 2),
+        # Unrounded: the rates are computed from them (a short stage rounded to 0.01 s would skew or zero them).
+        "featurize_s": featurize_s,
+        "model_s": model_s,
+        "bare_text_model_s": text_model_s["length_sorted"],
+        "bare_text_model_input_order_s": text_model_s["input_order"],
+        "predict_smiles_s": predict_s,
         "mean_tokens_per_molecule": round(sum(len(item["input_ids"]) for item in valid) / len(valid), 1),
         "padded_tokens_per_molecule": round(sum(b["attention_mask"].numel() for b in batches) / len(valid), 1),
         "padded_tokens_per_molecule_input_order": round(
@@ -165,8 +168,8 @@ def main(argv=None) -> dict:
         "device": args.device,
         "dtype": args.dtype,
         "model": args.model or "untrained default configuration (MiniLM-L6, hidden 128)",
-        "cli": cli,
-        "stages": stages,
+        "cli": {**cli, "seconds": round(cli["seconds"], 3)},
+        "stages": {name: round(value, 3) if isinstance(value, float) else value for name, value in stages.items()},
         "molecules_per_s": {name: round(value, 1) for name, value in rate.items()},
         "predict_vs_bare_text_model": round(rate["predict_smiles_in_process"] / rate["bare_text_model"], 3),
         "machine": {

@@ -28,7 +28,7 @@ from benchmark import elapsed_since, report_results  # scripts/benchmark.py, nex
 from transformers import AutoTokenizer, Qwen2Config
 
 from protomol_hf import ProtoMolConfig, ProtoMolForMolecularPropertyPrediction
-from protomol_hf.cli import add_device_options
+from protomol_hf.cli import add_device_options, positive_int
 from protomol_hf.data import load_table
 from protomol_hf.processing_protomol import molecule_texts
 from protomol_hf.text_cache import TextFeatureCache
@@ -48,7 +48,9 @@ QWEN25_SIZES = {
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_name", default="bace", help="Bundled set whose template descriptions are cached.")
-    parser.add_argument("--num_molecules", type=int, default=None, help="Molecules from the start (default: all).")
+    parser.add_argument(
+        "--num_molecules", type=positive_int, default=None, help="Molecules from the start (default: all)."
+    )
     parser.add_argument("--text_model", default="minilm", help="'minilm' or a local text model folder.")
     parser.add_argument(
         "--text_size", choices=sorted(QWEN25_SIZES), default=None, help="Instead: a random Qwen2.5 of this size."

@@ -136,9 +136,12 @@ def config_path(name_or_path: str, relative_to: Path) -> Path:
     return CONFIG_DIR / f"{name_or_path}.json"
 
 
-def load_config(name_or_path: str, relative_to: Path) -> BenchmarkConfig:
-    """Read a config file, starting from the config it extends (a path there is relative to the file)."""
+def load_config(name_or_path: str, relative_to: Path, extending: tuple[Path, ...] = ()) -> BenchmarkConfig:
+    """Read a config file, starting from the config it extends (a path there is relative to the file);
+    `extending` holds the configs that led here, to refuse a cycle."""
     path = config_path(name_or_path, relative_to)
+    if path.resolve() in extending:
+        raise ConfigError(f"configs extend each other in a cycle: {' -> '.join(p.name for p in (*extending, path))}")
     if not path.is_file():
         shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
         raise ConfigError(f"config not found: {path} (shipped configs: {shipped})")
@@ -151,7 +154,11 @@ def load_config(name_or_path: str, relative_to: Path) -> BenchmarkConfig:
     per_dataset = raw.get("per_dataset", {})
     if not isinstance(per_dataset, dict) or not all(isinstance(value, dict) for value in per_dataset.values()):
         raise ConfigError(f'{path}: "per_dataset" must map dataset names to objects of options')
-    base = load_config(raw["extends"], path.parent) if "extends" in raw else BenchmarkConfig(path.stem, "", {})
+    base = (
+        load_config(raw["extends"], path.parent, (*extending, path.resolve()))
+        if "extends" in raw
+        else BenchmarkConfig(path.stem, "", {})
+    )
     merged_per_dataset = {
         dataset: {**base.per_dataset.get(dataset, {}), **per_dataset.get(dataset, {})}
         for dataset in sorted(set(base.per_dataset) | set(per_dataset))
@@ -222,7 +229,18 @@ def plan_runs(
     parser = train_parser()
     known_options = {action.dest for action in parser._actions} - {"help"}
     check_config(config, known_options, set(MOLECULENET_DATASETS))
+    # Given after the config's options, these would silently win over the harness's own (a BBBP score recorded
+    # as BACE's).
+    reserved = [
+        argument
+        for argument in extra_arguments
+        if argument.startswith("--") and argument[2:].split("=")[0].replace("-", "_") in HARNESS_OPTIONS
+    ]
+    if reserved:
+        raise ConfigError(f"set by the harness, remove from the arguments after --: {' '.join(reserved)}")
     runs = []
+    # A dataset or split named twice would run twice, into the same folder.
+    datasets, splits = list(dict.fromkeys(datasets)), list(dict.fromkeys(splits))
     for dataset in datasets:
         if dataset not in MOLECULENET_DATASETS:
             raise ConfigError(f"unknown dataset {dataset!r}; bundled: {', '.join(MOLECULENET_DATASETS)}")
@@ -339,7 +357,14 @@ def read_jsonl(path: Path) -> list[dict]:
     """The records of one results file (none when it does not exist yet)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"{path}, line {number}: not a JSON record ({error}); repair or delete it") from None
+    return records
 
 
 def training_environment(processes: int) -> dict | None:
@@ -1165,28 +1190,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(harness_argv)
     results_dir = args.results_dir.resolve()
     failures = 0
-    if not args.render_only:
-        if args.config is None:
-            parser.error("--config is required unless --render_only")
-        from protomol_hf.data import MOLECULENET_DATASETS
+    if not args.render_only and args.config is None:
+        parser.error("--config is required unless --render_only")
+    from protomol_hf.data import MOLECULENET_DATASETS
 
-        try:
+    try:
+        if not args.render_only:
             config = load_config(args.config, Path.cwd())
             datasets = args.datasets or list(MOLECULENET_DATASETS)
             runs = plan_runs(config, datasets, args.splits, extra_arguments, args.output_root.resolve(), args.processes)
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        failures = run_benchmark(
-            config,
-            runs,
-            results_dir / f"{config.name}.jsonl",
-            args.jobs,
-            args.keep_checkpoints,
-            args.from_scratch,
-        )
+            failures = run_benchmark(
+                config,
+                runs,
+                results_dir / f"{config.name}.jsonl",
+                args.jobs,
+                args.keep_checkpoints,
+                args.from_scratch,
+            )
+        report = render_markdown(load_records(results_dir), results_dir)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.docs_file.parent.mkdir(parents=True, exist_ok=True)
-    args.docs_file.write_text(render_markdown(load_records(results_dir), results_dir))
+    args.docs_file.write_text(report)
     print(f"wrote {display_path(args.docs_file)}")
     if failures:
         print(f"{failures} run(s) failed", file=sys.stderr)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from protomol_hf import ProtoMolFeaturizationError, canonical_smiles, describe_molecule
-from protomol_hf.cli import UsageError, positive_int, run_reporting_user_errors
+from protomol_hf.cli import UsageError, check_device, positive_int, run_reporting_user_errors
 
 PROGRAM = "describe_molecules.py"
 SYSTEM_MESSAGE = (
@@ -266,6 +266,8 @@ def describe_rows(
 def describe_file(args: argparse.Namespace) -> None:
     """Describe every row of args.input that the output does not describe yet, and print a summary."""
     output = args.output or args.input.with_suffix(".described.csv")
+    check_device(args.device)  # before the model loads, which can take minutes
+    output.parent.mkdir(parents=True, exist_ok=True)
     frame = read_input(args.input, args.smiles_column, args.text_column, args.limit)
     descriptions = read_existing_descriptions(output, frame, args.smiles_column, args.text_column)
     pending_rows = [row for row, text in enumerate(descriptions) if not text]

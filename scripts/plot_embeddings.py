@@ -45,7 +45,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--perplexity", type=float, default=30.0, help="t-SNE perplexity (capped below the point count)."
     )
     parser.add_argument("--seed", type=int, default=0, help="t-SNE random state.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.model.is_dir():
+        parser.error(f"--model {args.model}: no such folder")
+    if args.output.suffix.lower() != ".png":
+        parser.error(f"--output {args.output}: give a .png file name")
+    if args.perplexity <= 0:
+        parser.error(f"--perplexity must be positive, got {args.perplexity}")
+    return args
 
 
 def split_molecules(model_dir: Path, part: str, data_file: str | None, task_names: list[str]):
@@ -88,6 +95,8 @@ def main(argv=None) -> pd.DataFrame:
     model = ProtoMolForMolecularPropertyPrediction.from_pretrained(args.model).eval()
     processor = ProtoMolProcessor.from_pretrained(args.model)
     task_names = list(model.config.task_names)
+    if args.task is not None and args.task not in task_names:
+        raise SystemExit(f"--task {args.task!r} is not a task of this model: {', '.join(task_names)}")
     task = task_names.index(args.task) if args.task is not None else 0
     smiles, labels = split_molecules(args.model, args.part, args.data_file, task_names)
     # Regression labels are shown by the prototype class they fall in (the model's own partition).

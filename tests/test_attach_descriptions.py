@@ -43,3 +43,11 @@ def test_rows_keep_their_order_matched_by_string_or_canonical_smiles(files, caps
     assert out["smiles"].tolist() == ["CCO", "OCC(=O)O", "c1ccccc1"] and out["y"].tolist() == [1, 0, 1]
     assert out["description"].tolist() == ["an alcohol", "an acid", describe_molecule("c1ccccc1")]
     assert "2 described (1 matched by canonical SMILES), 1 given the template description" in capsys.readouterr().out
+
+
+def test_unparsable_rows_are_counted_apart_from_the_templated_ones(files, capsys):
+    target, texts, output = files
+    pd.DataFrame({"smiles": ["CCO", "not a smiles", "c1ccccc1"], "y": [1, 0, 1]}).to_csv(target, index=False)
+    assert run(target, texts, output, "--missing", "template") == 0
+    summary = capsys.readouterr().out
+    assert "1 given the template description, 1 left empty: RDKit cannot parse their SMILES" in summary

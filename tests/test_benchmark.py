@@ -249,6 +249,30 @@ def test_invalid_configs_are_rejected(benchmark, tmp_path, config, message):
     assert message in str(error.value)
 
 
+def test_extra_arguments_cannot_override_the_harness_and_repeats_run_once(benchmark, tmp_path):
+    config = benchmark.load_config("default", tmp_path)
+    # After the config's options these would win: a BBBP score recorded as BACE's.
+    for extra in (["--dataset_name", "bbbp"], ["--output-dir=elsewhere"]):
+        with pytest.raises(benchmark.ConfigError, match="set by the harness, remove from the arguments after --"):
+            benchmark.plan_runs(config, ["bace"], ["random_0"], extra, tmp_path)
+    runs = benchmark.plan_runs(config, ["bace", "bace"], ["random_0", "random_0"], [], tmp_path)
+    assert len(runs) == 1
+
+
+def test_a_cycle_of_extends_and_a_broken_results_line_are_one_line_errors(benchmark, tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"extends": "b.json"}))
+    (tmp_path / "b.json").write_text(json.dumps({"extends": "a.json"}))
+    with pytest.raises(
+        benchmark.ConfigError, match=r"configs extend each other in a cycle: a.json -> b.json -> a.json"
+    ):
+        benchmark.load_config("a.json", tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "cut.jsonl").write_text('{"system": "protomol"}\n{"system": "prot\n')
+    with pytest.raises(benchmark.ConfigError, match=r"cut.jsonl, line 2: not a JSON record"):
+        benchmark.read_jsonl(results / "cut.jsonl")
+
+
 def test_shipped_configs_are_valid_for_every_dataset_and_split(benchmark, tmp_path):
     names = sorted(path.stem for path in benchmark.CONFIG_DIR.glob("*.json"))
     assert {

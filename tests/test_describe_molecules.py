@@ -182,6 +182,7 @@ def test_output_from_another_input_is_an_error(tmp_path, qwen_model_dir, capsys)
         ("missing input", "does not exist"),
         ("missing model", "model folder"),
         ("no chat template", "has no chat template"),
+        ("unknown device", "--device 'gpu' is not a torch device"),
     ],
 )
 def test_problems_the_user_can_fix_exit_2_with_one_line(
@@ -196,6 +197,8 @@ def test_problems_the_user_can_fix_exit_2_with_one_line(
         input_csv = tmp_path / "absent.csv"
     elif problem == "missing model":
         model_dir = tmp_path / "no_model"
+    elif problem == "unknown device":  # refused before the model loads
+        args = ["--device", "gpu"]
     else:
         model_dir = tmp_path / "base_model"
         template, chat_tokenizer.chat_template = chat_tokenizer.chat_template, None

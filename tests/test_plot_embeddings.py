@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from conftest import FIXTURES, load_script, tiny_config
 
@@ -31,3 +32,9 @@ def test_plot_writes_png_and_coordinates_of_molecules_and_prototypes(tmp_path, t
     np.testing.assert_array_equal(written["class"][:num_test].astype(float), expected_classes)
     assert written["class"][-num_prototypes:].astype(float).tolist() == [0, 0, 0, 1, 1, 1]
     assert np.isfinite(coordinates[["x", "y"]].to_numpy()).all()
+    arguments = ["--model", str(model_dir), "--data_file", str(csv)]
+    with pytest.raises(SystemExit, match="'nope' is not a task of this model: label"):
+        plot_embeddings.main([*arguments, "--output", str(output), "--task", "nope"])
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses an output that is not a .png
+        plot_embeddings.main([*arguments, "--output", str(tmp_path / "tsne.jpg")])
+    assert exit_info.value.code == 2

@@ -352,7 +352,7 @@ def _load_models(model_dir, device, dtype):
     folder = Path(model_dir)
     if not folder.is_dir():
         raise UsageError(f"model folder not found: {model_dir}")
-    _check_device(device)
+    check_device(device)
     if (folder / ENSEMBLE_FILE).is_file():
         try:
             member_dirs = [folder / name for name in json.loads((folder / ENSEMBLE_FILE).read_text())["members"]]
@@ -375,7 +375,8 @@ def _load_models(model_dir, device, dtype):
     return [model], processor
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
+    """Raise a UsageError for a `--device` that torch does not know or this machine does not have."""
     try:
         device_type = torch.device(device).type
     except RuntimeError:
