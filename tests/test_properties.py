@@ -93,7 +93,7 @@ def test_rows_stay_aligned_and_only_invalid_rows_fail(processor, smiles):
 @example("Ein Molekül mit Ωmega-Bindungen, 溶解度 und 💊")
 def test_any_text_is_tokenized_within_the_limit_or_rejected_when_empty(processor, text):
     if not text.strip():
-        with pytest.raises(ValueError, match="^text is empty"):
+        with pytest.raises(ValueError, match=r"^text is empty"):
             processor(smiles="CCO", text=text)
         _, errors = featurize_rows(processor, ["CCO"], [text])
         assert errors == ["text is empty"]
