@@ -238,29 +238,32 @@ def summary(descriptions: list[str], invalid_rows: list[int], empty_rows: list[i
 def describe_rows(
     args: argparse.Namespace, frame: pd.DataFrame, descriptions: list[str], rows: list[int], output: Path
 ):
-    """Fill `descriptions` for `rows` batch by batch, rewriting `output` after each; returns the invalid
-    rows (SMILES that RDKit cannot parse) and the valid rows for which the model wrote nothing."""
+    """Fill `descriptions` for `rows` (valid SMILES) batch by batch, rewriting `output` after each; returns the
+    rows for which the model wrote nothing."""
     set_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model, args.device, resolve_dtype(args.dtype, args.device))
     generation_config = greedy_generation_config(model, tokenizer, args.max_new_tokens)
-    invalid_rows, empty_rows = [], []
+    empty_rows = []
     batches = [rows[start : start + args.batch_size] for start in range(0, len(rows), args.batch_size)]
     for batch in tqdm(batches, desc="Describing", unit="batch"):
-        prompts = {}
-        for row in batch:
-            smiles = frame[args.smiles_column].iloc[row]
-            try:
-                prompts[row] = molecule_prompt(tokenizer, smiles)
-            except ProtoMolFeaturizationError:
-                invalid_rows.append(row)
-        if prompts:
-            texts = generate_descriptions(model, tokenizer, list(prompts.values()), generation_config)
-            for row, text in zip(prompts, texts, strict=True):
-                descriptions[row] = text
-                if not text:
-                    empty_rows.append(row)
+        prompts = [molecule_prompt(tokenizer, frame[args.smiles_column].iloc[row]) for row in batch]
+        texts = generate_descriptions(model, tokenizer, prompts, generation_config)
+        for row, text in zip(batch, texts, strict=True):
+            descriptions[row] = text
+            if not text:
+                empty_rows.append(row)
         write_atomically(frame.assign(**{args.text_column: descriptions}), output)
-    return invalid_rows, empty_rows
+    return empty_rows
+
+
+def parses(smiles: str) -> bool:
+    """Whether the SMILES gets a prompt (`molecule_prompt` needs its canonical form and RDKit facts)."""
+    try:
+        canonical_smiles(smiles)
+        describe_molecule(smiles)
+    except ProtoMolFeaturizationError:
+        return False
+    return True
 
 
 def describe_file(args: argparse.Namespace) -> None:
@@ -273,10 +276,13 @@ def describe_file(args: argparse.Namespace) -> None:
     pending_rows = [row for row, text in enumerate(descriptions) if not text]
     if len(pending_rows) < len(frame):
         print(f"{len(frame) - len(pending_rows)} of {len(frame)} rows already described in {output}; resuming")
-    if pending_rows:
-        invalid_rows, empty_rows = describe_rows(args, frame, descriptions, pending_rows, output)
-    else:  # all done earlier: no need to load the model
-        invalid_rows, empty_rows = [], []
+    # Sorted out first, so that a rerun whose only undescribed rows are unparsable does not load the model.
+    invalid_rows = [row for row in pending_rows if not parses(frame[args.smiles_column].iloc[row])]
+    valid_pending_rows = sorted(set(pending_rows) - set(invalid_rows))
+    if valid_pending_rows:
+        empty_rows = describe_rows(args, frame, descriptions, valid_pending_rows, output)
+    else:  # nothing the model could describe: no need to load it
+        empty_rows = []
         write_atomically(frame.assign(**{args.text_column: descriptions}), output)
     print(f"wrote {output}")
     print(summary(descriptions, invalid_rows, empty_rows))

@@ -162,6 +162,19 @@ def test_resumes_without_generating_rows_already_described(tmp_path, qwen_model_
     assert "2 of 4 rows already described" in out and "described 3 of 4 rows" in out
 
 
+def test_a_rerun_with_only_unparsable_rows_left_does_not_load_the_model(tmp_path, qwen_model_dir, monkeypatch, capsys):
+    input_csv = write_input(tmp_path / "molecules.csv")
+    assert run(input_csv, qwen_model_dir) == 0
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although no row could be described")
+
+    monkeypatch.setattr(describe_molecules, "load_model_and_tokenizer", no_model)
+    capsys.readouterr()
+    assert run(input_csv, qwen_model_dir) == 0
+    assert f"skipped 1 invalid rows (rows {INVALID_ROW})" in capsys.readouterr().out
+
+
 def test_output_from_another_input_is_an_error(tmp_path, qwen_model_dir, capsys):
     input_csv = write_input(tmp_path / "molecules.csv")
     other = [("CCN", "ethylamine", "1"), *ROWS[1:]]
