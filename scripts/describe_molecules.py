@@ -176,11 +176,16 @@ def build_prompt(tokenizer, smiles: str, facts: str) -> str:
     return tokenizer.apply_chat_template(build_messages(smiles, facts), tokenize=False, add_generation_prompt=True)
 
 
-def molecule_prompt(tokenizer, smiles: str) -> str:
-    """The prompt for one input SMILES: its canonical form and its RDKit facts, so that the description does not
-    depend on how the input wrote the molecule (a model may echo the SMILES it is shown). Raises
+def molecule_facts(smiles: str) -> tuple[str, str]:
+    """What the prompt shows of one input SMILES: its canonical form and its RDKit facts, so that the description
+    does not depend on how the input wrote the molecule (a model may echo the SMILES it is shown). Raises
     ProtoMolFeaturizationError for an invalid SMILES."""
-    return build_prompt(tokenizer, canonical_smiles(smiles), describe_molecule(smiles))
+    return canonical_smiles(smiles), describe_molecule(smiles)
+
+
+def molecule_prompt(tokenizer, smiles: str) -> str:
+    """The prompt for one input SMILES (see `molecule_facts`)."""
+    return build_prompt(tokenizer, *molecule_facts(smiles))
 
 
 def greedy_generation_config(model, tokenizer, max_new_tokens: int):
@@ -236,17 +241,22 @@ def summary(descriptions: list[str], invalid_rows: list[int], empty_rows: list[i
 
 
 def describe_rows(
-    args: argparse.Namespace, frame: pd.DataFrame, descriptions: list[str], rows: list[int], output: Path
+    args: argparse.Namespace,
+    frame: pd.DataFrame,
+    descriptions: list[str],
+    facts: dict[int, tuple[str, str]],
+    output: Path,
 ):
-    """Fill `descriptions` for `rows` (valid SMILES) batch by batch, rewriting `output` after each; returns the
-    rows for which the model wrote nothing."""
+    """Fill `descriptions` for the rows of `facts` (row -> `molecule_facts`) batch by batch, rewriting `output`
+    after each; returns the rows for which the model wrote nothing."""
     set_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(args.model, args.device, resolve_dtype(args.dtype, args.device))
     generation_config = greedy_generation_config(model, tokenizer, args.max_new_tokens)
     empty_rows = []
+    rows = list(facts)
     batches = [rows[start : start + args.batch_size] for start in range(0, len(rows), args.batch_size)]
     for batch in tqdm(batches, desc="Describing", unit="batch"):
-        prompts = [molecule_prompt(tokenizer, frame[args.smiles_column].iloc[row]) for row in batch]
+        prompts = [build_prompt(tokenizer, *facts[row]) for row in batch]
         texts = generate_descriptions(model, tokenizer, prompts, generation_config)
         for row, text in zip(batch, texts, strict=True):
             descriptions[row] = text
@@ -254,16 +264,6 @@ def describe_rows(
                 empty_rows.append(row)
         write_atomically(frame.assign(**{args.text_column: descriptions}), output)
     return empty_rows
-
-
-def parses(smiles: str) -> bool:
-    """Whether the SMILES gets a prompt (`molecule_prompt` needs its canonical form and RDKit facts)."""
-    try:
-        canonical_smiles(smiles)
-        describe_molecule(smiles)
-    except ProtoMolFeaturizationError:
-        return False
-    return True
 
 
 def describe_file(args: argparse.Namespace) -> None:
@@ -276,11 +276,15 @@ def describe_file(args: argparse.Namespace) -> None:
     pending_rows = [row for row, text in enumerate(descriptions) if not text]
     if len(pending_rows) < len(frame):
         print(f"{len(frame) - len(pending_rows)} of {len(frame)} rows already described in {output}; resuming")
-    # Sorted out first, so that a rerun whose only undescribed rows are unparsable does not load the model.
-    invalid_rows = [row for row in pending_rows if not parses(frame[args.smiles_column].iloc[row])]
-    valid_pending_rows = sorted(set(pending_rows) - set(invalid_rows))
-    if valid_pending_rows:
-        empty_rows = describe_rows(args, frame, descriptions, valid_pending_rows, output)
+    # Computed before the model loads, so that a rerun whose only undescribed rows are unparsable does not load it.
+    facts, invalid_rows = {}, []
+    for row in pending_rows:
+        try:
+            facts[row] = molecule_facts(frame[args.smiles_column].iloc[row])
+        except ProtoMolFeaturizationError:
+            invalid_rows.append(row)
+    if facts:
+        empty_rows = describe_rows(args, frame, descriptions, facts, output)
     else:  # nothing the model could describe: no need to load it
         empty_rows = []
         write_atomically(frame.assign(**{args.text_column: descriptions}), output)
