@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, Qwen2Config
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
-from protomol_hf.training import resolve_text_model
+from protomol_hf.loading import resolve_text_model
 
 SMILES = ["CCCl", "ClCCCl", "c1ccccc1Cl", "CCBr", "CCC", "CCCC", "c1ccccc1", "CCO"]
 LABELS = [1, 1, 1, 1, 0, 0, 0, 0]  # halogenated or not

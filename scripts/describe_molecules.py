@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from protomol_hf import ProtoMolFeaturizationError, canonical_smiles, describe_molecule
-from protomol_hf.cli import UsageError, check_device, positive_int, run_reporting_user_errors
+from protomol_hf.cli.common import UsageError, positive_int, run_reporting_user_errors
+from protomol_hf.loading import check_device
 
 PROGRAM = "describe_molecules.py"
 SYSTEM_MESSAGE = (

@@ -14,13 +14,13 @@ import sys
 
 from transformers import HfArgumentParser
 
-from protomol_hf.cli import TRAIN_DESCRIPTION, HelpFormatter, run_reporting_user_errors, train_and_report
-from protomol_hf.training import DataArguments, ModelArguments, ProtoMolTrainingArguments
+from protomol_hf.cli.common import HelpFormatter, run_reporting_user_errors
+from protomol_hf.cli.train import TRAIN_ARGUMENT_TYPES, TRAIN_DESCRIPTION, train_and_report
 
 
 def main(argv=None):
     parser = HfArgumentParser(
-        (ModelArguments, DataArguments, ProtoMolTrainingArguments),
+        TRAIN_ARGUMENT_TYPES,
         description=TRAIN_DESCRIPTION,
         formatter_class=HelpFormatter,
     )

@@ -16,6 +16,7 @@ from conftest import FIXTURES, load_script, tiny_config
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import build_parser, main
+from protomol_hf.ensemble import predict_smiles_ensemble
 from protomol_hf.prediction import (
     PARALLEL_CHUNK_SIZE,
     InvalidRowError,
@@ -23,7 +24,6 @@ from protomol_hf.prediction import (
     featurize_rows,
     length_sorted_batches,
     predict_smiles,
-    predict_smiles_ensemble,
 )
 from protomol_hf.training import ProtoMolTrainingArguments
 
@@ -265,7 +265,7 @@ def test_train_parses_into_the_training_dataclasses(monkeypatch, tmp_path, capsy
         received.update(model=model_args, data=data_args, training=training_args)
         return {"metric": "roc_auc", "test": {"roc_auc": 0.75}}
 
-    monkeypatch.setattr("protomol_hf.cli.run_training", fake_run_training)
+    monkeypatch.setattr("protomol_hf.cli.train.run_training", fake_run_training)
     output_dir = str(tmp_path / "run")
     assert (
         main(

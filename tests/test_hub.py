@@ -37,6 +37,7 @@ EXPECTED_STAGED = {
     "split.json",
     "collating_protomol.py",
     "configuration_protomol.py",
+    "description_protomol.py",
     "featurization_protomol.py",
     "modeling_protomol.py",
     "processing_protomol.py",

@@ -349,6 +349,7 @@ def test_save_and_load_in_a_process_without_the_package(processor, tmp_path):
     assert {
         "configuration_protomol.py",
         "processing_protomol.py",
+        "description_protomol.py",
         "featurization_protomol.py",
         "collating_protomol.py",
     } <= saved

@@ -18,7 +18,8 @@ from rdkit import Chem, rdBase
 from protomol_hf import ProtoMolFeaturizationError, ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import main
 from protomol_hf.data import bundled_dataset_path, load_table
-from protomol_hf.featurization_protomol import describe_molecule, smiles_to_graph
+from protomol_hf.description_protomol import describe_molecule
+from protomol_hf.featurization_protomol import smiles_to_graph
 from protomol_hf.prediction import featurize_rows
 
 VALID_SMILES = pd.read_csv(bundled_dataset_path("bace"), usecols=["smiles"])["smiles"].head(300).tolist()

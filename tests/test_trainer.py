@@ -6,7 +6,7 @@ from conftest import SMILES, tiny_config
 from transformers import TrainingArguments
 
 from protomol_hf import ProtoMolForMolecularPropertyPrediction
-from protomol_hf.trainer import ProtoMolTrainer
+from protomol_hf.training import ProtoMolTrainer
 
 
 def test_nan_loss_stops_training_naming_the_step_and_component(processor, tmp_path):

@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 
 from protomol_hf.cli import main
 from protomol_hf.configuration_protomol import ProtoMolConfig
-from protomol_hf.data import random_split
+from protomol_hf.data import random_split, resolve_split_file
 from protomol_hf.metrics import MoleculeNetMetric
-from protomol_hf.training import ModelArguments, _resolve_split_file, check_split
+from protomol_hf.training import ModelArguments, check_split
 
 
 def test_model_arguments_are_the_config_options_with_the_config_defaults():
@@ -250,9 +250,9 @@ def test_a_bundled_split_name_without_a_bundled_set_is_explained():
     with pytest.raises(
         FileNotFoundError, match=r"split file not found: random_0 \(bundled split names .* need --dataset_name"
     ):
-        _resolve_split_file("random_0", dataset_name=None)
+        resolve_split_file("random_0", dataset_name=None)
     with pytest.raises(FileNotFoundError, match=r"split file not found: absent\.json$"):
-        _resolve_split_file("absent.json", dataset_name=None)
+        resolve_split_file("absent.json", dataset_name=None)
 
 
 def test_check_split_needs_both_classes_in_one_task_only(tiny_classification):
@@ -369,7 +369,8 @@ def test_two_process_launch_trains_and_saves_a_loadable_model(tmp_path, tiny_tex
 def test_main_process_borrows_the_threads_of_processes_waiting_for_its_text_cache(monkeypatch, local_rank, lent):
     import torch
 
-    from protomol_hf.training import ProtoMolTrainingArguments, _cores_of_waiting_processes
+    from protomol_hf.training import ProtoMolTrainingArguments
+    from protomol_hf.training.distributed import cores_of_waiting_processes
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
@@ -378,7 +379,7 @@ def test_main_process_borrows_the_threads_of_processes_waiting_for_its_text_cach
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with _cores_of_waiting_processes(args):
+        with cores_of_waiting_processes(args):
             inside = torch.get_num_threads()
         assert inside == (4 if lent else 1)
         assert torch.get_num_threads() == 1

@@ -4,11 +4,12 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from .collating_protomol import ProtoMolDataCollator
 from .configuration_protomol import ProtoMolConfig
+from .description_protomol import canonical_smiles, describe_molecule
 from .featurization_protomol import (
     FeaturizationFailure,
     ProtoMolFeaturizationError,
-    canonical_smiles,
-    describe_molecule,
+    mol_to_graph,
+    parse_molecule,
     smiles_to_graph,
 )
 from .modeling_protomol import (
@@ -47,5 +48,7 @@ __all__ = [
     "ProtoMolPropertyPredictionOutput",
     "canonical_smiles",
     "describe_molecule",
+    "mol_to_graph",
+    "parse_molecule",
     "smiles_to_graph",
 ]

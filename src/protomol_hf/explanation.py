@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from .featurization_protomol import ProtoMolFeaturizationError
+from .featurization_protomol import parse_molecule
+from .processing_protomol import ProtoMolProcessor
 
 # Highlight colour of the most important atom; the others fade linearly towards white.
 MOST_IMPORTANT_RGB = np.array([0.84, 0.15, 0.16])
@@ -42,21 +43,30 @@ def require_cross_attention(config) -> None:
 
 @torch.no_grad()
 def explain_molecule(
-    model, processor, smiles: str, text: str | None = None, top_prototypes: int = 3, top_tokens: int = 10
+    model,
+    processor,
+    smiles: str,
+    text: str | None = None,
+    top_prototypes: int = 3,
+    top_tokens: int = 10,
+    molecule: Chem.Mol | None = None,
 ) -> dict[str, Any]:
     """Predictions, per-atom and per-token importance and the nearest prototypes for one molecule.
 
     Returns a JSON-ready dict: `smiles`, `text`, `predictions` `{task: value}`, `atoms` (index, element,
     importance, in RDKit's atom order), `tokens` (the `top_tokens` most attended tokens with their
     weights) and, per task, the `top_prototypes` nearest prototypes of each modality with their class and
-    cosine similarity. Raises ProtoMolFeaturizationError for an invalid SMILES and ValueError for a model
-    without cross-attention.
+    cosine similarity. `molecule` is the parsed `smiles` when the caller has it already (`parse_molecule`);
+    otherwise it is parsed here, once. Raises ProtoMolFeaturizationError for an invalid SMILES and ValueError
+    for a model without cross-attention.
     """
     config = model.config
     require_cross_attention(config)
+    if molecule is None:
+        molecule = parse_molecule(smiles, max_heavy_atoms=processor.max_heavy_atoms)
     # The description is built once and passed on, so the processor does not build it again.
-    description = processor.texts_for([smiles], text)[0]
-    features = processor(smiles=smiles, text=description)
+    description = processor.texts_for([molecule], text)[0]
+    features = processor.featurize_molecules([molecule], [smiles], description)[0]
     batch = processor.collator([features])
     model.eval()
     outputs = model(**{name: tensor.to(model.device) for name, tensor in batch.items()}, output_attentions=True)
@@ -69,13 +79,11 @@ def explain_molecule(
     atom_importance = tokens_to_atoms[:, token_mask, :num_atoms].mean(dim=(0, 1))
     token_importance = atoms_to_tokens[:, :num_atoms][:, :, token_mask].mean(dim=(0, 1))
 
-    logits = outputs.logits[0].float()
-    values = torch.sigmoid(logits) if config.problem_type == "classification" else logits
+    values = ProtoMolProcessor.post_process(outputs.logits[0].float(), config.problem_type)
     token_ids = batch["input_ids"][0][token_mask].tolist()
     token_texts = processor.tokenizer.convert_ids_to_tokens(token_ids)
     order = token_importance.argsort(descending=True)[:top_tokens].tolist()
 
-    mol = Chem.MolFromSmiles(smiles.strip())
     prototype_classes = model.prototype_classes.tolist()
     prototypes: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for task, name in enumerate(config.task_names):
@@ -97,7 +105,7 @@ def explain_molecule(
         "predictions": dict(zip(config.task_names, values.tolist(), strict=True)),
         "atoms": [
             {"index": atom.GetIdx(), "element": atom.GetSymbol(), "importance": float(atom_importance[atom.GetIdx()])}
-            for atom in mol.GetAtoms()
+            for atom in molecule.GetAtoms()
         ],
         "tokens": [{"token": token_texts[i], "importance": round(float(token_importance[i]), 5)} for i in order],
         "nearest_prototypes": prototypes,
@@ -105,12 +113,15 @@ def explain_molecule(
 
 
 def draw_atom_importance(
-    smiles: str, atom_importance, path: str | Path, size: tuple[int, int] = (600, 450), legend: str = ""
+    molecule: str | Chem.Mol,
+    atom_importance,
+    path: str | Path,
+    size: tuple[int, int] = (600, 450),
+    legend: str = "",
 ) -> None:
-    """Write a PNG of the molecule with atoms shaded from white (least important) to red (most important)."""
-    mol = Chem.MolFromSmiles(smiles.strip())
-    if mol is None:
-        raise ProtoMolFeaturizationError(smiles, "RDKit could not parse it")
+    """Write a PNG of the molecule (a SMILES or a parsed molecule) with atoms shaded from white (least
+    important) to red (most important)."""
+    mol = molecule if isinstance(molecule, Chem.Mol) else parse_molecule(molecule, max_heavy_atoms=None)
     importance = np.asarray(atom_importance, dtype=np.float64)
     if importance.shape != (mol.GetNumAtoms(),):
         raise ValueError(f"got {importance.shape[0]} importances for {mol.GetNumAtoms()} atoms")

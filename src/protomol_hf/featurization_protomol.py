@@ -1,4 +1,5 @@
-"""SMILES -> molecular graph and SMILES -> English description for ProtoMol.
+"""SMILES -> RDKit molecule -> molecular graph for ProtoMol (the description is built from the same molecule,
+in description_protomol.py).
 
 This file is copied verbatim into Hub checkpoints as remote code, so it imports
 only the standard library, numpy and RDKit.
@@ -20,7 +21,6 @@ from itertools import chain
 
 import numpy as np
 from rdkit import Chem, rdBase
-from rdkit.Chem import Descriptors, rdMolDescriptors
 
 DEFAULT_MAX_HEAVY_ATOMS = 500
 
@@ -92,65 +92,6 @@ ATOM_FEATURE_VOCAB_SIZES: tuple[int, ...] = tuple(len(vocab) + 1 for _, vocab in
 BOND_FEATURE_VOCAB_SIZES: tuple[int, ...] = tuple(len(vocab) + 1 for _, vocab in _BOND_VOCABS)
 _CHIRALITY_COLUMN = ATOM_FEATURE_NAMES.index("chirality")
 _STEREO_COLUMN = BOND_FEATURE_NAMES.index("stereo")
-
-# Functional groups reported by describe_molecule, in reporting order.
-# Amine patterns require carbon-only neighbours and exclude N next to C=O/C=S/C=N
-# so that amides, ureas, amidines and sulfonamides are not also called amines.
-FUNCTIONAL_GROUP_SMARTS: tuple[tuple[str, str], ...] = (
-    ("carboxylic acid", "[CX3](=O)[OX2H1]"),
-    ("carboxylate", "[CX3](=O)[OX1-]"),
-    ("ester", "[#6][CX3](=O)[OX2H0][#6]"),
-    ("lactone", "[#6][CX3;R](=O)[OX2;R][#6]"),
-    ("amide", "[NX3][CX3](=[OX1])[#6]"),
-    ("lactam", "[NX3;R][CX3;R](=[OX1])[#6]"),
-    ("urea", "[NX3][CX3](=[OX1])[NX3]"),
-    ("carbamate", "[NX3][CX3](=[OX1])[OX2][#6]"),
-    ("guanidine", "[NX3][CX3](=[NX2,NX3+])[NX3]"),
-    ("primary amine", "[NX3;H2;!$(N[!#6]);!$(NC=[O,S,N])][#6]"),
-    ("secondary amine", "[NX3;H1;!$(N[!#6]);!$(NC=[O,S,N])]([#6])[#6]"),
-    ("tertiary amine", "[NX3;H0;!$(N[!#6]);!$(NC=[O,S,N])]([#6])([#6])[#6]"),
-    ("quaternary ammonium", "[NX4+;H0]([#6])([#6])([#6])[#6]"),
-    ("alcohol", "[OX2H][CX4]"),
-    ("phenol", "[OX2H]c"),
-    ("ether", "[OX2;!$(O[#6]=[O,S,N])]([#6])[#6]"),
-    ("epoxide", "[OX2r3]1[#6r3][#6r3]1"),
-    ("aldehyde", "[CX3H1](=O)[#6]"),
-    ("ketone", "[#6][CX3](=O)[#6]"),
-    ("imine", "[CX3;!$(C[N,O,S])]=[NX2;!$(N[O,N])]"),
-    ("oxime", "[CX3]=[NX2][OX2H]"),
-    ("azo", "[#6][NX2]=[NX2][#6]"),
-    ("nitrile", "[NX1]#[CX2]"),
-    ("nitro", "[$([NX3](=O)=O),$([NX3+](=O)[O-])][#6]"),
-    ("sulfonamide", "[SX4](=[OX1])(=[OX1])[NX3]"),
-    ("sulfonic acid", "[SX4](=[OX1])(=[OX1])[OX2H1]"),
-    ("sulfone", "[#6][SX4](=[OX1])(=[OX1])[#6]"),
-    ("thiol", "[SX2H1][#6]"),
-    ("thioether", "[#6][SX2H0][#6]"),
-    ("phosphate", "[PX4](=[OX1])([OX2,OX1-])([OX2,OX1-])[OX2,OX1-]"),
-    ("fluoro group", "[#6]F"),
-    ("chloro group", "[#6]Cl"),
-    ("bromo group", "[#6]Br"),
-    ("iodo group", "[#6]I"),
-    ("alkene", "[CX3]=[CX3]"),
-    ("alkyne", "[CX2]#[CX2]"),
-    ("benzene ring", "c1ccccc1"),
-    ("aromatic nitrogen heterocycle", "[n]"),
-    ("aromatic oxygen heterocycle", "[o]"),
-    ("aromatic sulfur heterocycle", "[s]"),
-)
-
-
-def _compile_functional_groups() -> tuple[tuple[str, Chem.Mol], ...]:
-    compiled = []
-    for name, smarts in FUNCTIONAL_GROUP_SMARTS:
-        pattern = Chem.MolFromSmarts(smarts)
-        if pattern is None:
-            raise RuntimeError(f"invalid SMARTS for functional group {name!r}: {smarts}")
-        compiled.append((name, pattern))
-    return tuple(compiled)
-
-
-_FUNCTIONAL_GROUP_PATTERNS = _compile_functional_groups()
 
 # Long inputs are shortened in messages so an error about a 600-atom molecule stays readable.
 _MAX_SMILES_IN_MESSAGE = 80
@@ -245,21 +186,38 @@ def _vocab_indices(items, read_value, vocab: dict) -> list[int]:
     return [vocab.get(read_value(item), other) for item in items]
 
 
-def smiles_to_graph(smiles: object, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS) -> dict[str, np.ndarray]:
-    """Featurize one SMILES as a graph of categorical indices.
+def parse_molecule(smiles: object, max_heavy_atoms: int | None = DEFAULT_MAX_HEAVY_ATOMS) -> Chem.Mol:
+    """The RDKit molecule of one SMILES, the one parse that its graph and its description are built from.
 
-    Returns ``{"atom_features": int64 [num_atoms, 9], "edge_index": int64 [2, num_edges],
-    "bond_features": int64 [num_edges, 3]}``. Every bond appears in both directions:
-    edge 2k is u->v and edge 2k+1 is v->u, both with the bond's features.
-    Disconnected fragments (salts, mixtures) stay in one graph.
-    Raises ProtoMolFeaturizationError for unusable input (anything but a valid
-    SMILES string, e.g. None or NaN) or more than ``max_heavy_atoms`` heavy atoms.
+    Raises ProtoMolFeaturizationError for unusable input (anything but a valid SMILES string, e.g. None
+    or NaN) or more than ``max_heavy_atoms`` heavy atoms (None: no limit).
     """
     mol = _parse_smiles(smiles)
-    assert isinstance(smiles, str)  # _parse_smiles rejects everything else
     num_heavy_atoms = mol.GetNumHeavyAtoms()
-    if num_heavy_atoms > max_heavy_atoms:
+    if max_heavy_atoms is not None and num_heavy_atoms > max_heavy_atoms:
         raise ProtoMolFeaturizationError(smiles, f"{num_heavy_atoms} heavy atoms exceed the limit of {max_heavy_atoms}")
+    return mol
+
+
+def smiles_to_graph(smiles: object, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS) -> dict[str, np.ndarray]:
+    """Featurize one SMILES as a graph of categorical indices: `mol_to_graph` of `parse_molecule`.
+
+    Raises ProtoMolFeaturizationError for unusable input or more than ``max_heavy_atoms`` heavy atoms.
+    """
+    return mol_to_graph(parse_molecule(smiles, max_heavy_atoms), smiles)
+
+
+def mol_to_graph(mol: Chem.Mol, smiles: object = None) -> dict[str, np.ndarray]:
+    """The graph of a parsed molecule as categorical indices.
+
+    Returns ``{"atom_features": int64 [num_atoms, len(ATOM_FEATURE_NAMES)], "edge_index": int64
+    [2, num_edges], "bond_features": int64 [num_edges, len(BOND_FEATURE_NAMES)]}``. Every bond appears in
+    both directions: edge 2k is u->v and edge 2k+1 is v->u, both with the bond's features. Disconnected
+    fragments (salts, mixtures) stay in one graph. ``smiles``, the string ``mol`` was parsed from, lets
+    molecules whose SMILES has no stereo marks skip reading stereo (a Mol alone is read in full).
+    """
+    # A SMILES without stereo marks cannot carry chiral tags or bond stereo; any other input may.
+    stereo_text = smiles if isinstance(smiles, str) else "@/|"
     num_atoms = mol.GetNumAtoms()
     num_bonds = mol.GetNumBonds()
     get_atom = mol.GetAtomWithIdx
@@ -305,7 +263,7 @@ def smiles_to_graph(smiles: object, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATO
         for atom in map(get_atom, range(num_atoms))
     ]
     atom_features = _int64_matrix(atom_rows, len(ATOM_FEATURE_NAMES))
-    if _may_have_chiral_tags(smiles):
+    if _may_have_chiral_tags(stereo_text):
         atom_features[:, _CHIRALITY_COLUMN] = _vocab_indices(
             map(get_atom, range(num_atoms)), Chem.Atom.GetChiralTag, CHIRALITY_VOCAB
         )
@@ -332,7 +290,7 @@ def smiles_to_graph(smiles: object, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATO
     bonds = _int64_matrix(bond_rows, 2 + len(BOND_FEATURE_NAMES))
     endpoints = bonds[:, :2]
     bond_features = bonds[:, 2:]
-    if _may_have_bond_stereo(smiles):
+    if _may_have_bond_stereo(stereo_text):
         bond_features[:, _STEREO_COLUMN] = _vocab_indices(
             map(get_bond, range(num_bonds)), Chem.Bond.GetStereo, BOND_STEREO_VOCAB
         )
@@ -346,12 +304,44 @@ def smiles_to_graph(smiles: object, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATO
     }
 
 
-def _featurize_row(smiles: object, max_heavy_atoms: int) -> tuple[dict | None, str | None]:
-    """Worker-safe wrapper: returns (graph, None) or (None, reason) instead of raising."""
+def _graph_or_reason(smiles: object, max_heavy_atoms: int) -> tuple[dict | None, str | None]:
+    """Worker-safe `smiles_to_graph`: returns (graph, None) or (None, reason) instead of raising."""
     try:
         return smiles_to_graph(smiles, max_heavy_atoms), None
     except ProtoMolFeaturizationError as err:
         return None, err.reason
+
+
+def _molecule_or_reason(smiles: object, max_heavy_atoms: int) -> tuple[Chem.Mol | None, str | None]:
+    """Worker-safe `parse_molecule`: returns (molecule, None) or (None, reason) instead of raising."""
+    try:
+        return parse_molecule(smiles, max_heavy_atoms), None
+    except ProtoMolFeaturizationError as err:
+        return None, err.reason
+
+
+def _map_rows(convert, smiles_list: Sequence[object], max_heavy_atoms: int, num_workers: int):
+    """`convert(smiles, max_heavy_atoms)` over the rows, in `num_workers` processes; returns (results, failures)."""
+    if not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
+    smiles_list = list(smiles_list)
+    convert_row = partial(convert, max_heavy_atoms=max_heavy_atoms)
+    num_workers = min(num_workers, len(smiles_list))
+    if num_workers <= 1:
+        results = [convert_row(smiles) for smiles in smiles_list]
+    else:
+        # A few chunks per worker balance uneven molecule sizes while keeping
+        # inter-process overhead per molecule small.
+        chunksize = max(1, min(1024, len(smiles_list) // (num_workers * 8)))
+        with multiprocessing.Pool(num_workers) as pool:
+            results = pool.map(convert_row, smiles_list, chunksize=chunksize)
+    converted = [result for result, _ in results]
+    failures = [
+        FeaturizationFailure(row=row, smiles=smiles_list[row], reason=reason)
+        for row, (_, reason) in enumerate(results)
+        if reason is not None
+    ]
+    return converted, failures
 
 
 def featurize_many(
@@ -365,102 +355,14 @@ def featurize_many(
     None where a row failed; ``failures`` lists those rows with their reasons.
     ``num_workers > 1`` spreads chunks over a process pool; order is preserved.
     """
-    if not isinstance(num_workers, int) or num_workers < 1:
-        raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
-    smiles_list = list(smiles_list)
-    featurize = partial(_featurize_row, max_heavy_atoms=max_heavy_atoms)
-    num_workers = min(num_workers, len(smiles_list))
-    if num_workers <= 1:
-        results = [featurize(smiles) for smiles in smiles_list]
-    else:
-        # A few chunks per worker balance uneven molecule sizes while keeping
-        # inter-process overhead per molecule small.
-        chunksize = max(1, min(1024, len(smiles_list) // (num_workers * 8)))
-        with multiprocessing.Pool(num_workers) as pool:
-            results = pool.map(featurize, smiles_list, chunksize=chunksize)
-
-    graphs: list[dict | None] = []
-    failures: list[FeaturizationFailure] = []
-    for row, (graph, reason) in enumerate(results):
-        graphs.append(graph)
-        if reason is not None:
-            failures.append(FeaturizationFailure(row=row, smiles=smiles_list[row], reason=reason))
-    return graphs, failures
+    return _map_rows(_graph_or_reason, smiles_list, max_heavy_atoms, num_workers)
 
 
-def _count(number: int, noun: str) -> str:
-    """'1 ring', '2 rings': every noun used here takes a plain -s plural."""
-    return f"{number} {noun if number == 1 else noun + 's'}"
-
-
-def _signed(number: int) -> str:
-    return f"+{number}" if number > 0 else str(number)
-
-
-def find_functional_groups(mol: Chem.Mol) -> list[str]:
-    """Names of the FUNCTIONAL_GROUP_SMARTS groups present in ``mol``, in table order."""
-    return [name for name, pattern in _FUNCTIONAL_GROUP_PATTERNS if mol.HasSubstructMatch(pattern)]
-
-
-def canonical_smiles(smiles: str) -> str:
-    """RDKit's canonical isomeric SMILES: one string per molecule, however the input was written.
-
-    Raises ProtoMolFeaturizationError for input that cannot be parsed.
-    """
-    return Chem.MolToSmiles(_parse_smiles(smiles))
-
-
-def describe_molecule(smiles: str) -> str:
-    """Deterministic English description of a molecule built from RDKit descriptors.
-
-    The same SMILES always gives the same text. Raises ProtoMolFeaturizationError
-    for input that cannot be parsed.
-    """
-    mol = _parse_smiles(smiles)
-    formula = rdMolDescriptors.CalcMolFormula(mol)
-    # RDKit defines MolWt at import time (a lambda), so its bundled stub omits it.
-    molecular_weight = Descriptors.MolWt(mol)  # type: ignore[attr-defined]
-    log_p = rdMolDescriptors.CalcCrippenDescriptors(mol)[0]
-    tpsa = rdMolDescriptors.CalcTPSA(mol)
-    donors = rdMolDescriptors.CalcNumHBD(mol)
-    acceptors = rdMolDescriptors.CalcNumHBA(mol)
-    rotatable = rdMolDescriptors.CalcNumRotatableBonds(mol)
-    rings = rdMolDescriptors.CalcNumRings(mol)
-    aromatic_rings = rdMolDescriptors.CalcNumAromaticRings(mol)
-
-    sentences = [
-        f"{formula}: a molecule with molecular weight {molecular_weight:.2f}, "
-        f"logP {log_p:.2f}, TPSA {tpsa:.2f}, "
-        f"{_count(donors, 'H-bond donor')} and {_count(acceptors, 'H-bond acceptor')}, "
-        f"{_count(rotatable, 'rotatable bond')}, "
-        + (f"{_count(rings, 'ring')} ({aromatic_rings} aromatic)." if rings else "no rings.")
-    ]
-
-    num_fragments = len(Chem.GetMolFrags(mol))
-    if num_fragments > 1:
-        sentences.append(f"It consists of {num_fragments} disconnected fragments.")
-
-    groups = find_functional_groups(mol)
-    if groups:
-        sentences.append(f"Functional groups: {', '.join(groups)}.")
-    else:
-        sentences.append("No listed functional groups.")
-
-    charges = [atom.GetFormalCharge() for atom in mol.GetAtoms()]
-    charged_atoms = sum(1 for charge in charges if charge != 0)
-    if charged_atoms:
-        sentences.append(f"Net formal charge {_signed(sum(charges))} with {_count(charged_atoms, 'charged atom')}.")
-    else:
-        sentences.append("No formal charge.")
-
-    centres = Chem.FindMolChiralCenters(mol, includeUnassigned=True)
-    if centres:
-        # FindMolChiralCenters labels centres without a given configuration "?".
-        unspecified = sum(1 for _, label in centres if label == "?")
-        sentences.append(
-            f"{_count(len(centres), 'stereocentre')} "
-            f"({len(centres) - unspecified} specified, {unspecified} unspecified)."
-        )
-    else:
-        sentences.append("No stereocentres.")
-    return " ".join(sentences)
+def parse_many(
+    smiles_list: Sequence[object],
+    max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS,
+    num_workers: int = 1,
+) -> tuple[list[Chem.Mol | None], list[FeaturizationFailure]]:
+    """`parse_molecule` over a sequence of SMILES without stopping at bad rows, as `featurize_many` does:
+    returns ``(molecules, failures)``, ``molecules`` aligned with the input (None where a row failed)."""
+    return _map_rows(_molecule_or_reason, smiles_list, max_heavy_atoms, num_workers)

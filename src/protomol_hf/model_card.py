@@ -1,7 +1,7 @@
 """Model card (the Hub repository's README.md) for a folder written by `scripts/train.py`.
 
-`render_model_card(model_dir)` fills the Jinja template model_cards/protomol_template.md (the one
-source of the card's wording; it lives in a source checkout, not in the installed package) from the
+`render_model_card(model_dir)` fills the Jinja template model_card_template.md beside this file (the one
+source of the card's wording, shipped as package data) from the
 folder's results.json, config.json, split.json and processor_config.json. `check_model_card(text)`
 parses a card the way `huggingface_hub` does and checks its metadata, offline.
 """
@@ -11,6 +11,7 @@ import json
 import math
 import platform
 import re
+from importlib import resources
 from os import PathLike
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .configuration_protomol import DEFAULT_TEXT_CONFIG
 from .data import MOLECULENET_DATASETS
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "protomol_template.md"
+# Package data (setup.cfg): the card renders from an installed wheel as from a checkout.
+TEMPLATE_PATH = Path(str(resources.files("protomol_hf") / "model_card_template.md"))
 PLACEHOLDER_REPO_ID = "ORG/NAME"
 PLACEHOLDER_REVISION = "COMMIT_SHA"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -33,20 +35,6 @@ PIPELINE_TAGS = {"classification": "tabular-classification", "regression": "tabu
 METRIC_LABELS = {"roc_auc": "ROC-AUC", "rmse": "RMSE", "mae": "MAE"}
 # results.json test metrics that go into model-index: the mean over tasks, or one task's value.
 _TEST_METRIC_KEY = re.compile(r"(roc_auc|rmse|mae)(?:_(.+))?")
-MOLECULENET_DISPLAY_NAMES = {
-    "bace": "BACE",
-    "bbbp": "BBBP",
-    "clintox": "ClinTox",
-    "tox21": "Tox21",
-    "toxcast": "ToxCast",
-    "sider": "SIDER",
-    "hiv": "HIV",
-    "muv": "MUV",
-    "esol": "ESOL",
-    "freesolv": "FreeSolv",
-    "lipo": "Lipophilicity",
-    "qm7": "QM7",
-}
 # What a checkpoint needs besides its own code (pip names); LoRA text models also need peft.
 RUNTIME_PACKAGES = ("torch", "transformers", "torch-geometric", "rdkit")
 TEXT_SOURCE_DESCRIPTIONS = {
@@ -141,17 +129,14 @@ def render_model_card(
     processor_file = model_dir / "processor_config.json"
     processor_config = json.loads(processor_file.read_text(encoding="utf-8")) if processor_file.is_file() else {}
     if not Path(template_path).is_file():
-        raise FileNotFoundError(
-            f"model card template not found at {template_path}: it ships with the protomol_hf source "
-            "(model_cards/protomol_template.md); run from a checkout or pass template_path"
-        )
+        raise FileNotFoundError(f"model card template not found at {template_path}")
 
     problem_type, metric = results["task_type"], results["metric"]
     pipeline_tag = PIPELINE_TAGS[problem_type]
     dataset = results["dataset"]
     is_moleculenet = dataset in MOLECULENET_DATASETS
     dataset_type = dataset if is_moleculenet else Path(dataset).name.split(".")[0]
-    dataset_display = f"MoleculeNet {MOLECULENET_DISPLAY_NAMES[dataset]}" if is_moleculenet else dataset
+    dataset_display = f"MoleculeNet {MOLECULENET_DATASETS[dataset].display_name}" if is_moleculenet else dataset
     model_name = repo_id.split("/")[-1] if repo_id != PLACEHOLDER_REPO_ID else model_dir.resolve().name
     text_config = config["text_config"]
     base_model = base_model_id(text_config)

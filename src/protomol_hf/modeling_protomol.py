@@ -745,7 +745,7 @@ class ProtoMolForMolecularPropertyPrediction(ProtoMolPreTrainedModel):
             rows = valid_rows[start : start + batch_size]
             batch = processor.collator([features[row] for row in rows])
             logits = self(**{name: tensor.to(self.device) for name, tensor in batch.items()}).logits.float()
-            values = torch.sigmoid(logits) if self.config.problem_type == "classification" else logits
+            values = processor.post_process(logits, self.config.problem_type)
             for row, row_values in zip(rows, values.tolist(), strict=True):
                 results[row]["predictions"] = dict(zip(self.config.task_names, row_values, strict=True))
         return results

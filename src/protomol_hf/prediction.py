@@ -169,7 +169,7 @@ def featurize_rows(
     return features, errors
 
 
-def _check_batch_size(batch_size: int) -> None:
+def check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
@@ -215,41 +215,16 @@ def predict_smiles(
     featurize (see `featurize_rows`). `model` and
     `processor` are loaded from one checkpoint (with remote code they are the checkpoint's own classes).
     """
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
-    return _predictions(model, processor, features, batch_size, progress), errors
+    return model_predictions(model, processor, features, batch_size, progress), errors
 
 
-def predict_smiles_ensemble(
-    models: Sequence[ProtoMolForMolecularPropertyPrediction],
-    processor: ProtoMolProcessor,
-    smiles: Sequence,
-    texts: Sequence | None = None,
-    batch_size: int = 64,
-    invalid: str = "skip",
-    progress: bool = False,
-    num_workers: int = 1,
-) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """Predict with every member of an ensemble (trained alike, differing in seed) and summarize.
-
-    Returns `(mean, std, errors)`: the mean and the standard deviation over members of each prediction,
-    both `[len(smiles), num_tasks]`, NaN where `errors` names why a row failed. Molecules are featurized
-    once with `processor` (the members share it). Other arguments as in `predict_smiles`.
-    """
-    _check_batch_size(batch_size)
-    if not models:
-        raise ValueError("an ensemble needs at least one model")
-    features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
-    per_member = np.stack([_predictions(model, processor, features, batch_size, progress) for model in models])
-    return per_member.mean(axis=0), per_member.std(axis=0), errors
-
-
-def _predictions(model, processor, features, batch_size, progress) -> np.ndarray:
+def model_predictions(model, processor, features, batch_size: int, progress: bool = False) -> np.ndarray:
     """float64 `[len(features), num_tasks]` predictions of `model` for the featurized rows, NaN for skipped ones."""
     predictions = np.full((len(features), model.config.num_tasks), np.nan)
     for rows, outputs in _model_outputs(model, processor, features, batch_size, progress):
-        logits = outputs.logits.float()
-        values = torch.sigmoid(logits) if model.config.problem_type == "classification" else logits
+        values = ProtoMolProcessor.post_process(outputs.logits.float(), model.config.problem_type)
         predictions[rows] = values.cpu().numpy()
     return predictions
 
@@ -271,7 +246,7 @@ def embed_smiles(
     similarities flattened to `[num_tasks * num_prototypes_per_task]`), NaN in rows that failed. Other
     arguments as in `predict_smiles`.
     """
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
     config = model.config
     widths = {
@@ -299,9 +274,10 @@ __all__ = [
     "EMBEDDING_NAMES",
     "INVALID_ROW_POLICIES",
     "InvalidRowError",
+    "check_batch_size",
     "embed_smiles",
     "featurize_rows",
     "length_sorted_batches",
+    "model_predictions",
     "predict_smiles",
-    "predict_smiles_ensemble",
 ]

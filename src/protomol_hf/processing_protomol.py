@@ -1,25 +1,27 @@
 """ProtoMolProcessor: SMILES (+ optional text) -> graph arrays and description tokens.
 
-This file is copied into Hub checkpoints: it imports only its siblings, numpy, RDKit (through
-the featurizer) and transformers.
+Each SMILES is parsed once: its graph and its description come from the same RDKit molecule. This file
+is copied into Hub checkpoints: it imports only its siblings, numpy, torch, RDKit and transformers.
 """
 
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike
+from rdkit import Chem
 from transformers import PreTrainedTokenizerBase, ProcessorMixin
 
 from .collating_protomol import ProtoMolDataCollator
+from .description_protomol import canonical_smiles, describe_molecule
 from .featurization_protomol import (
     ATOM_FEATURE_NAMES,
     BOND_FEATURE_NAMES,
     DEFAULT_MAX_HEAVY_ATOMS,
     ProtoMolFeaturizationError,
-    canonical_smiles,
-    describe_molecule,
-    smiles_to_graph,
+    mol_to_graph,
+    parse_molecule,
 )
 
 TEXT_SOURCES = ("template", "smiles", "given")
@@ -30,14 +32,17 @@ def _check_text_source(text_source):
         raise ValueError(f"text_source={text_source!r} is not supported; choose one of {TEXT_SOURCES}")
 
 
-def molecule_texts(smiles: Sequence[str], text: str | Sequence[str] | None, text_source: str) -> list[str]:
-    """The description of each molecule: the given `text` (checked non-empty), else by `text_source`
-    ("smiles": the canonical SMILES, "template": the RDKit description)."""
+def molecule_texts(
+    molecules: Sequence[str | Chem.Mol], text: str | Sequence[str] | None, text_source: str
+) -> list[str]:
+    """The description of each molecule (a SMILES or, parsed once already, an RDKit molecule): the given
+    `text` (checked non-empty), else by `text_source` ("smiles": the canonical SMILES, "template": the RDKit
+    description)."""
     _check_text_source(text_source)
     if text is not None:
         texts = [text] if isinstance(text, str) else list(text)
-        if len(texts) != len(smiles):
-            raise ValueError(f"got {len(texts)} texts for {len(smiles)} SMILES")
+        if len(texts) != len(molecules):
+            raise ValueError(f"got {len(texts)} texts for {len(molecules)} SMILES")
         for row, item in enumerate(texts):
             if not isinstance(item, str) or not item.strip():
                 # A lone text has no row to name (callers such as `protomol explain` name the molecule).
@@ -49,8 +54,8 @@ def molecule_texts(smiles: Sequence[str], text: str | Sequence[str] | None, text
     if text_source == "smiles":
         # Canonical, so the text says which molecule it is and not how a source happened to write it (ClinTox
         # writes its failed drugs in Kekule form and most approved ones aromatic: the raw string leaks the label).
-        return [canonical_smiles(s) for s in smiles]
-    return [describe_molecule(s) for s in smiles]
+        return [canonical_smiles(molecule) for molecule in molecules]
+    return [describe_molecule(molecule) for molecule in molecules]
 
 
 class ProtoMolProcessor(ProcessorMixin):
@@ -94,10 +99,44 @@ class ProtoMolProcessor(ProcessorMixin):
         )
 
     def texts_for(
-        self, smiles: Sequence[str], text: str | Sequence[str] | None = None, text_source: str | None = None
+        self,
+        molecules: Sequence[str | Chem.Mol],
+        text: str | Sequence[str] | None = None,
+        text_source: str | None = None,
     ) -> list[str]:
-        """The description of each molecule under `text_source` (list in, list out)."""
-        return molecule_texts(smiles, text, text_source or self.text_source)
+        """The description of each molecule (SMILES or parsed molecules) under `text_source` (list in, list out)."""
+        return molecule_texts(molecules, text, text_source or self.text_source)
+
+    @staticmethod
+    def post_process(logits: Any, problem_type: str) -> Any:
+        """Model logits `[batch, num_tasks]` (a torch tensor or a numpy array, returned as the same kind) as
+        predictions: probabilities for classification, the values as they are (already in the target's units)
+        for regression. The one place outputs become predictions: `model.predict`, prediction, explanation,
+        and training's metrics and test predictions all call it."""
+        if problem_type != "classification":
+            return logits
+        if isinstance(logits, torch.Tensor):
+            return torch.sigmoid(logits)
+        return torch.sigmoid(torch.from_numpy(np.asarray(logits))).numpy()
+
+    def featurize_molecules(
+        self,
+        molecules: Sequence[Chem.Mol],
+        smiles: Sequence[object] | None = None,
+        text: str | Sequence[str] | None = None,
+        text_source: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The features of molecules parsed already (`parse_molecule`): graph arrays and description tokens, each
+        from the one molecule. `smiles` are the strings they were parsed from (they let molecules without stereo
+        marks skip reading stereo); `text` and `text_source` as in `__call__`."""
+        sources: Sequence[object] = smiles if smiles is not None else [None] * len(molecules)
+        graphs = [mol_to_graph(molecule, source) for molecule, source in zip(molecules, sources, strict=True)]
+        texts = self.texts_for(molecules, text=text, text_source=text_source)
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_text_length)
+        return [
+            {**graph, "input_ids": tokens["input_ids"][i], "attention_mask": tokens["attention_mask"][i]}
+            for i, graph in enumerate(graphs)
+        ]
 
     def __call__(
         self,
@@ -119,10 +158,10 @@ class ProtoMolProcessor(ProcessorMixin):
             raise ValueError("ProtoMolProcessor needs `smiles`")
         single = isinstance(smiles, str)
         smiles_list = [smiles] if isinstance(smiles, str) else list(smiles)
-        graphs, failures = [], []
+        molecules, failures = [], []
         for row, item in enumerate(smiles_list):
             try:
-                graphs.append(smiles_to_graph(item, max_heavy_atoms=self.max_heavy_atoms))
+                molecules.append(parse_molecule(item, max_heavy_atoms=self.max_heavy_atoms))
             except ProtoMolFeaturizationError as error:
                 failures.append(ProtoMolFeaturizationError(item, error.reason, row=None if single else row))
         if failures:
@@ -135,18 +174,11 @@ class ProtoMolProcessor(ProcessorMixin):
                 first.smiles, f"{first.reason} ({len(failures) - 1} more invalid rows: {others}{more})", row=first.row
             )
 
-        texts = self.texts_for(smiles_list, text=text, text_source=text_source)
-        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_text_length)
         label_rows = self._label_rows(labels, len(smiles_list), single)
-        features = [
-            {
-                **graph,
-                "input_ids": tokens["input_ids"][i],
-                "attention_mask": tokens["attention_mask"][i],
-                **({"labels": label_rows[i]} if label_rows is not None else {}),
-            }
-            for i, graph in enumerate(graphs)
-        ]
+        features = self.featurize_molecules(molecules, smiles_list, text, text_source)
+        if label_rows is not None:
+            for molecule_features, label_row in zip(features, label_rows, strict=True):
+                molecule_features["labels"] = label_row
         if return_tensors is None:
             return features[0] if single else features
         if return_tensors != "pt":
@@ -169,4 +201,4 @@ class ProtoMolProcessor(ProcessorMixin):
         return array
 
 
-__all__ = ["ProtoMolProcessor"]
+__all__ = ["ProtoMolProcessor", "molecule_texts"]

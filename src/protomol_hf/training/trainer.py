@@ -1,6 +1,7 @@
 """ProtoMolTrainer: the transformers Trainer with ProtoMol's loss components logged; a training clock that
 survives resuming from a checkpoint."""
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -12,9 +13,14 @@ from torch import nn
 from transformers import EvalPrediction, Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from .metrics import MoleculeNetMetric
+from ..metrics import MoleculeNetMetric
+from ..modeling_protomol import ProtoMolPropertyPredictionOutput
+from ..processing_protomol import ProtoMolProcessor
 
-LOSS_COMPONENTS = ("prediction_loss", "alignment_loss", "contrastive_loss")
+# The loss terms are the `*_loss` fields of the model's output: a new term is logged without a change here.
+LOSS_COMPONENTS = tuple(
+    field.name for field in dataclasses.fields(ProtoMolPropertyPredictionOutput) if field.name.endswith("_loss")
+)
 
 
 class ProtoMolTrainer(Trainer):
@@ -100,9 +106,7 @@ def build_compute_metrics(
         predictions = eval_prediction.predictions
         if isinstance(predictions, tuple):
             predictions = predictions[0]
-        predictions = np.asarray(predictions, dtype=np.float64)
-        if task_type == "classification":
-            predictions = torch.sigmoid(torch.from_numpy(predictions)).numpy()
+        predictions = ProtoMolProcessor.post_process(np.asarray(predictions, dtype=np.float64), task_type)
         return metric.compute(
             predictions=predictions, references=np.asarray(eval_prediction.label_ids, dtype=np.float64)
         )

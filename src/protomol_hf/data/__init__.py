@@ -1,0 +1,55 @@
+"""Data: the registry of bundled sets, CSV tables (read, checked, parsed once) and their splits."""
+
+from .registry import (
+    MOLECULENET_DATASETS,
+    TASK_TYPES,
+    DatasetSpec,
+    TaskType,
+    bundled_dataset_path,
+    bundled_split_dir,
+    get_dataset_spec,
+)
+from .splits import (
+    DEFAULT_FRACTIONS,
+    SPLIT_CHOICES,
+    SPLIT_PARTS,
+    Split,
+    bundled_split_path,
+    load_split_file,
+    make_split,
+    murcko_scaffold,
+    random_split,
+    read_split_json,
+    resolve_split_file,
+    save_split,
+    scaffold_split,
+)
+from .tables import ExcludedRow, MolecularTable, check_csv_structure, describe_columns, load_table
+
+__all__ = [
+    "DEFAULT_FRACTIONS",
+    "MOLECULENET_DATASETS",
+    "SPLIT_CHOICES",
+    "SPLIT_PARTS",
+    "TASK_TYPES",
+    "DatasetSpec",
+    "ExcludedRow",
+    "MolecularTable",
+    "Split",
+    "TaskType",
+    "bundled_dataset_path",
+    "bundled_split_dir",
+    "bundled_split_path",
+    "check_csv_structure",
+    "describe_columns",
+    "get_dataset_spec",
+    "load_split_file",
+    "load_table",
+    "make_split",
+    "murcko_scaffold",
+    "random_split",
+    "read_split_json",
+    "resolve_split_file",
+    "save_split",
+    "scaffold_split",
+]
