@@ -55,7 +55,7 @@ def test_no_import_cycles_between_package_modules():
         if name in done:
             return
         if name in visiting:
-            cycles.append(visiting[visiting.index(name) :] + [name])
+            cycles.append([*visiting[visiting.index(name) :], name])
             return
         visiting.append(name)
         for target in graph[name]:

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,22 @@ def test_model_arguments_are_the_config_options_with_the_config_defaults():
     for name, value in config_kwargs.items():
         assert getattr(config, name) == value
         assert getattr(defaults, name) == value, name
+
+
+def test_config_overrides_reach_the_config_options_training_leaves_to_the_user():
+    options = ModelArguments(
+        config_overrides="readout=sum,lora_rank=16,alignment_direction=graph_to_text"
+    ).config_kwargs()
+    assert (options["readout"], options["lora_rank"], options["alignment_direction"]) == ("sum", 16, "graph_to_text")
+    assert ProtoMolConfig(**options).readout == "sum"
+    for override, message in [
+        ("hidden_size=64", "give 'hidden_size' as --hidden_size"),
+        ("num_tasks=2", "'num_tasks=2' is not key=value"),
+        ("no_such_option=1", "'no_such_option=1' is not key=value"),
+        ("readout", "'readout' is not key=value"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ModelArguments(config_overrides=override).config_kwargs()
 
 
 def train_losses(output_dir):

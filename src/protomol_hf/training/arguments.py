@@ -1,6 +1,7 @@
 """The three argument groups of a training run (`scripts/train.py`, `protomol train`): the model, the data,
 and `TrainingArguments` with the paper's defaults. `--help` lists every option with its default."""
 
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,19 @@ from ..processing_protomol import TEXT_SOURCES
 
 # Model options default to ProtoMolConfig's own defaults: one source of truth.
 _CONFIG_DEFAULTS = ProtoMolConfig()
+CONFIG_OPTIONS = frozenset(inspect.signature(ProtoMolConfig.__init__).parameters) - {"self", "kwargs"}
+# Config options that training sets from the data, the text model and the featurizer.
+SET_BY_TRAINING = frozenset(
+    (
+        "text_config",
+        "problem_type",
+        "num_tasks",
+        "task_names",
+        "atom_vocab_sizes",
+        "bond_vocab_sizes",
+        "checkpoint_format_version",
+    )
+)
 DEFAULT_CACHE_DIR = Path(os.environ.get("PROTOMOL_CACHE", Path.home() / ".cache" / "protomol_hf"))
 
 
@@ -105,10 +119,36 @@ class ModelArguments:
         },
     )
 
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Other ProtoMolConfig options, as transformers' run_clm takes them: comma-separated key=value "
+            "pairs of numbers, true/false or strings, e.g. 'readout=sum,lora_rank=16,alignment_direction=graph_to_text'."
+        },
+    )
+
     def config_kwargs(self) -> dict:
-        """The arguments that are `ProtoMolConfig` options (the rest choose the text model and its input)."""
-        not_config = {"text_model", "text_source", "max_text_length"}
-        return {name: value for name, value in vars(self).items() if name not in not_config}
+        """The `ProtoMolConfig` options these arguments set: the fields named like a config option (the others
+        choose the text model and its input) and the `config_overrides`. ValueError for an override that is not
+        a config option training leaves to the user, or that repeats a named option."""
+        options = {name: value for name, value in vars(self).items() if name in CONFIG_OPTIONS}
+        if not self.config_overrides:
+            return options
+        keys = []
+        for pair in self.config_overrides.split(","):
+            key = pair.split("=")[0]
+            if "=" not in pair or key not in CONFIG_OPTIONS or key in SET_BY_TRAINING:
+                raise ValueError(
+                    f"--config_overrides: {pair!r} is not key=value with a ProtoMolConfig option that training takes"
+                )
+            if key in options:
+                raise ValueError(f"--config_overrides: give {key!r} as --{key}")
+            keys.append(key)
+        # Typed as the config's defaults are (transformers' parser), then checked by ProtoMolConfig itself.
+        overridden = ProtoMolConfig()
+        overridden.update_from_string(self.config_overrides)
+        options.update({key: getattr(overridden, key) for key in keys})
+        return options
 
 
 @dataclass
