@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Measure prediction throughput from SMILES: `protomol predict` end to end, and where its time goes.
 
 On the first --num_molecules SMILES of a bundled set (default: 10,000 of HIV), in one run:
@@ -12,7 +11,7 @@ then prints a table and writes the figures and the machine details as JSON.
 Without --model, an untrained model of the default configuration (all-MiniLM-L6-v2, hidden size 128)
 is built: speed does not depend on the weights.
 
-    python scripts/bench_inference.py --output benchmarks/results/inference.json
+    python -m benchmarks.speed.inference --output benchmarks/results/inference.json
 """
 
 import argparse
@@ -27,10 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from benchmark import elapsed_since, report_results  # scripts/benchmark.py, next to this script
 from torch.nn.attention import sdpa_kernel
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
+from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import DEFAULT_FEATURIZATION_WORKERS, add_device_options, positive_int
 from protomol_hf.data import bundled_dataset_path

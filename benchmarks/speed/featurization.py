@@ -9,6 +9,8 @@ then prints a table and writes the figures and machine details as JSON.
 The two single-process measurements alternate over blocks of molecules, so any
 background load on the machine slows both by the same amount and the per-core
 ratio stays fair.
+
+    python -m benchmarks.speed.featurization   # --limit N for a quick run, --workers N processes
 """
 
 from __future__ import annotations
