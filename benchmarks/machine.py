@@ -33,24 +33,26 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe_hardware() -> dict:
-    """The machine a run used: CPU, torch build and CUDA device."""
+def describe_machine(device: str | None = None) -> dict:
+    """The machine a run or measurement used: CPUs, platform, Python, torch build and the CUDA device of `device`
+    (the torch device it ran on) or, without one, the GPU a training run takes when one is visible."""
     import torch
 
+    on_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     return {
         "cpu_count": os.cpu_count(),
         "processor": cpu_model_name(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_device": torch.cuda.get_device_name(0) if on_cuda else None,
     }
 
 
-def format_hardware(hardware: dict) -> str:
-    """A `describe_hardware` description in one line, as the report shows it."""
-    device = hardware["cuda_device"] or "no CUDA device"
+def format_machine(machine: dict) -> str:
+    """A `describe_machine` description in one line, as the report shows it."""
+    device = machine["cuda_device"] or "no CUDA device"
     return (
-        f"{hardware['cpu_count']} CPUs ({hardware['processor']}), {hardware['platform']}, "
-        f"Python {hardware['python']}, torch {hardware['torch']}, {device}"
+        f"{machine['cpu_count']} CPUs ({machine['processor']}), {machine['platform']}, "
+        f"Python {machine['python']}, torch {machine['torch']}, {device}"
     )

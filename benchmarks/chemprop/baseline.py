@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.machine import describe_hardware, git_commit
+from benchmarks.harness.runner import append_record
+from benchmarks.machine import describe_machine, git_commit
 from protomol_hf.data import bundled_dataset_path, bundled_split_path, get_dataset_spec, read_split_json
 from protomol_hf.metrics import MoleculeNetMetric, main_metric
 
@@ -282,12 +283,10 @@ def main(argv=None) -> dict:
         # The fields the harness's report renders for every record, so both systems share docs/benchmarks.md.
         "max_steps": -1,
         "overrides": {},
-        "hardware": describe_hardware(),
+        "hardware": describe_machine(),
         "git_commit": git_commit(),
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with args.results.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record(args.results, record)
     print(json.dumps(record))
     return record
 

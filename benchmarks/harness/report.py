@@ -17,7 +17,7 @@ from benchmarks import CONFIG_DIR, display_path
 from benchmarks.harness.configs import DEFAULT_SPLITS, load_config
 from benchmarks.harness.runner import SYSTEM
 from benchmarks.harness.speed_report import speed_comparison, speed_section
-from benchmarks.machine import format_hardware
+from benchmarks.machine import format_machine
 
 # The options a prototype-count config changes (rendered as one table against N).
 PROTOTYPE_OPTIONS = {"num_prototypes_per_class", "prototype_top_k"}
@@ -394,7 +394,7 @@ def render_markdown(records: list[dict], results_dir: Path) -> str:
     for record in records:
         by_config[(record["config"], record["system"])].append(record)
     for (name, system), config_records in sorted(by_config.items(), key=lambda item: config_sort_key(item[0][0])):
-        hardware = Counter(format_hardware(record["hardware"]) for record in config_records)
+        hardware = Counter(format_machine(record["hardware"]) for record in config_records)
         commits = sorted({record["git_commit"] for record in config_records})
         commands = sorted(record["command"] for record in config_records)
         lines += [

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks import REPO, display_path
 from benchmarks.harness.configs import BenchmarkConfig, ConfigError, PlannedRun
-from benchmarks.machine import describe_hardware, git_commit
+from benchmarks.machine import describe_machine, git_commit
 
 SYSTEM = "protomol"
 OUTPUT_TAIL_CHARS = 4000
@@ -42,6 +42,13 @@ def read_jsonl(path: Path) -> list[dict]:
             except json.JSONDecodeError as error:
                 raise ConfigError(f"{path}, line {number}: not a JSON record ({error}); repair or delete it") from None
     return records
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append one record to a JSON-lines results file (and its folder, when it does not exist yet)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as stream:
+        stream.write(json.dumps(record) + "\n")
 
 
 def training_environment(processes: int) -> dict | None:
@@ -129,7 +136,7 @@ def run_one(
         "epochs": run.epochs,
         "max_steps": run.max_steps,
         "overrides": run.overrides,
-        "hardware": describe_hardware(),
+        "hardware": describe_machine(),
         "parallel_jobs": jobs,
         "processes": run.processes,
         "command": run.command,
@@ -167,8 +174,8 @@ def run_benchmark(
         except RuntimeError as error:
             print(f"{label}: FAILED, {error}", file=sys.stderr, flush=True)
             return False
-        with append_lock, results_file.open("a") as stream:
-            stream.write(json.dumps(record) + "\n")
+        with append_lock:
+            append_record(results_file, record)
         print(f"{label}: test {record['metric']} {record['value']:.4f} in {record['wall_s']:.0f} s", flush=True)
         return True
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks import display_path
 from benchmarks.harness.runner import read_jsonl
-from benchmarks.machine import format_hardware
+from benchmarks.machine import format_machine
 
 
 def speed_section(results_dir: Path, heading: str = "Speed") -> list[str]:
@@ -51,7 +51,7 @@ def speed_comparison(folder: Path) -> list[str]:
         "",
         f"## Speed against chemprop, in one run (`python scripts/bench_speed.py`, {display_path(folder)})",
         "",
-        f"Machine: {format_hardware(summary['hardware'])}; commit `{summary['git_commit']}`; chemprop: "
+        f"Machine: {format_machine(summary['hardware'])}; commit `{summary['git_commit']}`; chemprop: "
         f"{summary['chemprop']}.",
         "",
         "| measure | ProtoMol | chemprop v2 | ProtoMol / chemprop |",

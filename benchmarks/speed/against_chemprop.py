@@ -42,7 +42,7 @@ from rdkit import Chem, RDLogger
 from benchmarks import REPO
 from benchmarks.chemprop.baseline import predict as chemprop_predict
 from benchmarks.harness.runner import read_jsonl
-from benchmarks.machine import describe_hardware, git_commit
+from benchmarks.machine import describe_machine, git_commit
 from benchmarks.speed.measure import report_results
 from protomol_hf.data import bundled_dataset_path
 
@@ -204,7 +204,7 @@ def main(argv=None) -> dict:
     featurization = json.loads((out / "featurization.json").read_text())
     summary: dict = {
         "git_commit": git_commit(),
-        "hardware": describe_hardware(),
+        "hardware": describe_machine(),
         "quick": args.quick,
         "featurization_per_core_vs_from_smiles": featurization["speedup_per_core_vs_from_smiles"],
         "prediction_vs_bare_text_model": {

@@ -16,7 +16,6 @@ is built: speed does not depend on the weights.
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import torch
 from torch.nn.attention import sdpa_kernel
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
+from benchmarks.machine import describe_machine
 from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import DEFAULT_FEATURIZATION_WORKERS, add_device_options, positive_int
@@ -171,13 +171,7 @@ def main(argv=None) -> dict:
         "stages": {name: round(value, 3) if isinstance(value, float) else value for name, value in stages.items()},
         "molecules_per_s": {name: round(value, 1) for name, value in rate.items()},
         "predict_vs_bare_text_model": round(rate["predict_smiles_in_process"] / rate["bare_text_model"], 3),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch_threads,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "cuda_device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-        },
+        "machine": {**describe_machine(args.device), "torch_threads": torch_threads},
     }
     report_results(results, args.output)
     return results

@@ -16,9 +16,14 @@ def elapsed_since(start: float, device: str) -> float:
     return time.perf_counter() - start
 
 
+def write_results(results: dict, output: Path) -> None:
+    """Write a speed script's results to `output` as JSON, for the report."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def report_results(results: dict, output: Path | None) -> None:
     """Print a speed script's results as JSON and, given a path, write them there for the report."""
     print(json.dumps(results, indent=2))
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(results, output)

@@ -16,8 +16,6 @@ tokenizer as a folder that `scripts/train.py --text_model` takes (e.g. for a ZeR
 """
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, Qwen2Config
 
+from benchmarks.machine import describe_machine
 from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolConfig, ProtoMolForMolecularPropertyPrediction
 from protomol_hf.cli import add_device_options, positive_int
@@ -144,13 +143,7 @@ def main(argv=None) -> dict:
         "cache_size_mb": round(cache_mb, 1),
         "texts_per_s": {"cache_build": round(distinct / cache_s, 1), "bare_text_model": round(distinct / bare_s, 1)},
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20) if on_cuda else None,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "cuda_device": torch.cuda.get_device_name(0) if on_cuda else None,
-        },
+        "machine": {**describe_machine(args.device), "torch_threads": torch.get_num_threads()},
     }
     report_results(results, args.output)
     return results
