@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# chemprop v2 in its own environment, for the side-by-side of scripts/bench_chemprop.py (not needed otherwise).
+# chemprop v2 in its own environment, for the side-by-side of benchmarks/chemprop/ (not needed otherwise).
 chemprop-venv: .venv-chemprop/bin/chemprop
 .venv-chemprop/bin/chemprop: benchmarks/chemprop_requirements.txt
 	$(PYTHON) -m venv .venv-chemprop

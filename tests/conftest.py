@@ -154,3 +154,34 @@ def train(tmp_path, text_model, *args, launcher=(sys.executable,), env_extra=Non
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+def make_record(config, dataset, split, value, **changes):
+    """A benchmark harness record (benchmarks/harness/runner.py's format) of a ProtoMol run, with `changes`."""
+    record = {
+        "system": "protomol",
+        "config": config,
+        "dataset": dataset,
+        "split": split,
+        "seed": 0,
+        "metric": "roc_auc",
+        "value": value,
+        "valid_value": value,
+        "best_epoch": 3.0,
+        "wall_s": 10.0,
+        "peak_rss_mb": 900.0,
+        "git_commit": "abc",
+        "epochs": 30.0,
+        "max_steps": -1,
+        "overrides": {},
+        "hardware": {
+            "cpu_count": 2,
+            "processor": "CPU",
+            "platform": "Linux",
+            "python": "3.11",
+            "torch": "2.13.0",
+            "cuda_device": None,
+        },
+        "command": f"python scripts/train.py --dataset_name {dataset} --split_file {split}",
+    }
+    return record | changes

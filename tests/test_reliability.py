@@ -126,7 +126,8 @@ def test_cli_reports_a_mismatched_checkpoint_in_one_line(checkpoint, tmp_path, c
 
 
 def test_no_pickle_loading_in_the_package_or_scripts():
-    for path in [*sorted((REPO / "src" / "protomol_hf").glob("*.py")), *sorted((REPO / "scripts").glob("*.py"))]:
+    scripts = [*sorted((REPO / "scripts").glob("*.py")), *sorted((REPO / "benchmarks").rglob("*.py"))]
+    for path in [*sorted((REPO / "src" / "protomol_hf").glob("*.py")), *scripts]:
         source = path.read_text()
         assert not re.search(r"\bimport pickle|\bpickle\.load|\bdill\b|allow_pickle=True", source), path
         for call in re.findall(r"torch\.load\([^)]*\)", source):

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Profile ProtoMol training steps: where a step's time goes, by module and by operator.
 
 Builds the default model (frozen MiniLM, cached token states, as `scripts/train.py` trains it), takes
@@ -13,7 +12,7 @@ limited by it), and the profile adds the GPU's busy time per step, the operators
 the host-device synchronizations per step.
 Writes the figures as JSON (--output) and prints them.
 
-    python scripts/profile_training.py --output benchmarks/results/profile_training.json
+    python -m benchmarks.speed.training_profile --output benchmarks/results/profile_training.json
 """
 
 import argparse
@@ -23,10 +22,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from benchmark import elapsed_since, report_results  # scripts/benchmark.py, next to this script
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoTokenizer, set_seed
 
+from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.data import load_table
 from protomol_hf.text_cache import ProtoMolCachedTextCollator, TextFeatureCache

@@ -1,15 +1,14 @@
-#!/usr/bin/env python
 """ProtoMol's speed against its floor and its peers, in one run on one machine, as ratios.
 
 Runs, one after another (each in its own process, so timings and peak memory do not mix):
-  1. featurization: `benchmark_featurization.py` (HIV SMILES; ours vs torch_geometric's from_smiles);
-  2. text-feature caching: `bench_text_cache.py` per dataset (cache build vs the bare text model);
-  3. prediction from SMILES: `bench_inference.py` (10,000 HIV molecules; vs the bare text model), in each of
-     --inference_dtypes;
+  1. featurization: `benchmarks.speed.featurization` (HIV SMILES; ours vs torch_geometric's from_smiles);
+  2. text-feature caching: `benchmarks.speed.text_cache` per dataset (cache build vs the bare text model);
+  3. prediction from SMILES: `benchmarks.speed.inference` (10,000 HIV molecules; vs the bare text model), in
+     each of --inference_dtypes;
   4. training: the benchmark harness, each of --train_configs (default: the default config) per
      --train_datasets on each of --train_splits (default: random_0) (seconds per epoch, time to the best
      validation epoch, peak RSS);
-  5. chemprop v2 defaults on the same splits (`bench_chemprop.py`, its own virtual environment), when
+  5. chemprop v2 defaults on the same splits (`benchmarks.chemprop.baseline`, its own virtual environment), when
      its executable exists, and `chemprop predict` with the first model on the molecules of step 3 that
      RDKit parses (chemprop stops at an unparsable SMILES);
 then writes every script's JSON into --output_dir and the ratios into OUTPUT_DIR/speed.json, and prints them.
@@ -22,12 +21,13 @@ a ProtoMol training record in --output_dir is reused: give an empty folder to ti
 another machine); --keep_measured also keeps the other steps' figures. On 2 CPU cores (AMD EPYC) the first
 example took 30 minutes and the last (adding one config to benchmarks/results/speed_2_heads) 6:
 
-    python scripts/bench_speed.py --cache_datasets bace --train_configs default bf16 --inference_dtypes float32 bfloat16
-    python scripts/bench_speed.py   # float32 only; also caches HIV's texts (step 2)
-    python scripts/bench_speed.py --quick --output_dir /tmp/speed   # a few minutes: a smoke run of every step
-    python scripts/bench_speed.py --keep_measured --cache_datasets bace --train_splits random_0 random_1 random_2 \
-        --train_configs small_fused_attention --inference_dtypes float32 --output_dir benchmarks/results/speed_2_heads \
-        --runs_dir runs/speed_2_heads
+    python -m benchmarks.speed.against_chemprop --cache_datasets bace --train_configs default bf16 \
+        --inference_dtypes float32 bfloat16
+    python -m benchmarks.speed.against_chemprop   # float32 only; also caches HIV's texts (step 2)
+    python -m benchmarks.speed.against_chemprop --quick --output_dir /tmp/speed   # minutes: a smoke run of every step
+    python -m benchmarks.speed.against_chemprop --keep_measured --cache_datasets bace \
+        --train_splits random_0 random_1 random_2 --train_configs small_fused_attention --inference_dtypes float32 \
+        --output_dir benchmarks/results/speed_2_heads --runs_dir runs/speed_2_heads
 """
 
 import argparse
@@ -37,14 +37,14 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from bench_chemprop import predict as chemprop_predict
-from benchmark import describe_hardware, git_commit, read_jsonl, report_results
 from rdkit import Chem, RDLogger
 
+from benchmarks import REPO
+from benchmarks.chemprop.baseline import predict as chemprop_predict
+from benchmarks.harness.runner import read_jsonl
+from benchmarks.machine import describe_machine, git_commit
+from benchmarks.speed.measure import report_results
 from protomol_hf.data import bundled_dataset_path
-
-SCRIPTS = Path(__file__).resolve().parent
-REPO = SCRIPTS.parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -96,8 +96,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_step(name: str, command: list[str], measured: bool = False) -> None:
-    """Run one benchmark script (unless its figures are `measured` already); stop with its output tail when it
-    fails."""
+    """Run one benchmark module, `command` being its `python` arguments (unless its figures are `measured`
+    already); stop with its output tail when it fails."""
     if measured:
         print(f"== {name}: kept the figures already in the output folder", flush=True)
         return
@@ -176,27 +176,26 @@ def main(argv=None) -> dict:
     output = out / "featurization.json"
     run_step(
         "featurization",
-        [str(SCRIPTS / "benchmark_featurization.py"), "--output", str(output)]
-        + (["--limit", "200"] if args.quick else []),
+        ["-m", "benchmarks.speed.featurization", "--output", str(output)] + (["--limit", "200"] if args.quick else []),
         measured(output),
     )
     for dataset in args.cache_datasets:
         output = out / f"text_cache_{dataset}.json"
-        run_step(f"text cache {dataset}", [str(SCRIPTS / "bench_text_cache.py"), "--dataset_name", dataset, *size,
+        run_step(f"text cache {dataset}", ["-m", "benchmarks.speed.text_cache", "--dataset_name", dataset, *size,
                                            "--output", str(output)], measured(output))  # fmt: skip
     for dtype in args.inference_dtypes:
         output = out / inference_file_name(dtype)
-        run_step(f"inference, {dtype}", [str(SCRIPTS / "bench_inference.py"), *size, "--dtype", dtype,
+        run_step(f"inference, {dtype}", ["-m", "benchmarks.speed.inference", *size, "--dtype", dtype,
                  "--output", str(output)], measured(output))  # fmt: skip
     chemprop_found = Path(args.chemprop).is_file()
     for dataset in args.train_datasets:
         train_args = ["--", "--num_train_epochs", "2"] if args.quick else []
         for config in args.train_configs:
-            run_step(f"ProtoMol training {dataset}, {config}", [str(SCRIPTS / "benchmark.py"), "--config", config,
+            run_step(f"ProtoMol training {dataset}, {config}", ["-m", "benchmarks.harness", "--config", config,
                      "--datasets", dataset, "--splits", *args.train_splits, "--results_dir", str(out), "--output_root",
                      str(runs), "--docs_file", str(runs / "benchmarks.md"), *train_args])  # fmt: skip
         for split in args.train_splits if chemprop_found else []:
-            run_step(f"chemprop {dataset} {split}", [str(SCRIPTS / "bench_chemprop.py"), "--dataset_name", dataset,
+            run_step(f"chemprop {dataset} {split}", ["-m", "benchmarks.chemprop.baseline", "--dataset_name", dataset,
                      "--split", split, "--chemprop", args.chemprop, "--results", str(out / "chemprop.jsonl"),
                      "--output_dir", str(runs / "chemprop"), *(["--epochs", "2"] if args.quick else [])],
                      args.keep_measured and bool(newest_records(out / "chemprop.jsonl", dataset, [split])))  # fmt: skip
@@ -205,7 +204,7 @@ def main(argv=None) -> dict:
     featurization = json.loads((out / "featurization.json").read_text())
     summary: dict = {
         "git_commit": git_commit(),
-        "hardware": describe_hardware(),
+        "hardware": describe_machine(),
         "quick": args.quick,
         "featurization_per_core_vs_from_smiles": featurization["speedup_per_core_vs_from_smiles"],
         "prediction_vs_bare_text_model": {

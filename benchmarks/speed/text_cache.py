@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Measure text-feature caching: molecules/s of `TextFeatureCache.build` and of the bare text model.
 
 Caching the frozen language model's token states is the dominant cost of preparing a training run. On the
@@ -11,22 +10,21 @@ The text model is the default all-MiniLM-L6-v2 (--text_model minilm), a local mo
 depend on the weights) and the Qwen tokenizer in --tokenizer. --save_text_model writes that model and
 tokenizer as a folder that `scripts/train.py --text_model` takes (e.g. for a ZeRO-3 launch).
 
-    python scripts/bench_text_cache.py --dataset_name bace --output benchmarks/results/text_cache.json
-    python scripts/bench_text_cache.py --text_size qwen2.5-0.5b --tokenizer QWEN_TOKENIZER_DIR \\
+    python -m benchmarks.speed.text_cache --dataset_name bace --output benchmarks/results/text_cache.json
+    python -m benchmarks.speed.text_cache --text_size qwen2.5-0.5b --tokenizer QWEN_TOKENIZER_DIR \\
         --device cuda --dtype bfloat16
 """
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from benchmark import elapsed_since, report_results  # scripts/benchmark.py, next to this script
 from transformers import AutoTokenizer, Qwen2Config
 
+from benchmarks.machine import describe_machine
+from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolConfig, ProtoMolForMolecularPropertyPrediction
 from protomol_hf.cli import add_device_options, positive_int
 from protomol_hf.data import load_table
@@ -145,13 +143,7 @@ def main(argv=None) -> dict:
         "cache_size_mb": round(cache_mb, 1),
         "texts_per_s": {"cache_build": round(distinct / cache_s, 1), "bare_text_model": round(distinct / bare_s, 1)},
         "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20) if on_cuda else None,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "cuda_device": torch.cuda.get_device_name(0) if on_cuda else None,
-        },
+        "machine": {**describe_machine(args.device), "torch_threads": torch.get_num_threads()},
     }
     report_results(results, args.output)
     return results

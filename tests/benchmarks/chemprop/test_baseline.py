@@ -1,16 +1,17 @@
-"""scripts/bench_chemprop.py's bookkeeping (a fresh run, an interrupted one resumed, --from_scratch), against a fake
-chemprop environment: chemprop itself lives in its own virtual environment, which CI does not build."""
+"""benchmarks.chemprop.baseline's bookkeeping (a fresh run, an interrupted one resumed, --from_scratch), against a
+fake chemprop environment: chemprop itself lives in its own virtual environment, which CI does not build."""
 
 import os
 import sys
 import textwrap
 
 import pytest
-from conftest import REPO, load_script
 
-# Stands for scripts/chemprop_train.py run by chemprop's Python: writes what chemprop and the wrapper write (the
-# wrapper's every-epoch checkpoint, which holds its clock, and chemprop's last.ckpt, then the test predictions,
-# best.pt and the clock file), or stops after the checkpoints.
+from benchmarks.chemprop import baseline
+
+# Stands for benchmarks/chemprop/train_wrapper.py run by chemprop's Python: writes what chemprop and the wrapper
+# write (the wrapper's every-epoch checkpoint, which holds its clock, and chemprop's last.ckpt, then the test
+# predictions, best.pt and the clock file), or stops after the checkpoints.
 FAKE_CHEMPROP_PYTHON = """
 import json, os, sys
 from pathlib import Path
@@ -63,11 +64,9 @@ else:
 
 
 @pytest.fixture
-def bench_chemprop(tmp_path, monkeypatch):
-    """scripts/bench_chemprop.py's main, running the fake chemprop environment, with its output in `tmp_path`;
+def bench_chemprop(tmp_path):
+    """benchmarks.chemprop.baseline's main, running the fake chemprop environment, with its output in `tmp_path`;
     returns a function of extra arguments that returns the record."""
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))
-    module = load_script("bench_chemprop")
     venv_bin = tmp_path / "venv" / "bin"
     venv_bin.mkdir(parents=True)
     for name, source in (("python", FAKE_CHEMPROP_PYTHON), ("chemprop", FAKE_CHEMPROP)):
@@ -75,7 +74,7 @@ def bench_chemprop(tmp_path, monkeypatch):
         (venv_bin / name).chmod(0o755)
     common = ["--dataset_name", "bace", "--chemprop", str(venv_bin / "chemprop")]
     common += ["--output_dir", str(tmp_path / "runs"), "--results", str(tmp_path / "chemprop.jsonl")]
-    return lambda *extra: module.main([*common, *extra])
+    return lambda *extra: baseline.main([*common, *extra])
 
 
 def run_folder(tmp_path):

@@ -9,6 +9,8 @@ then prints a table and writes the figures and machine details as JSON.
 The two single-process measurements alternate over blocks of molecules, so any
 background load on the machine slows both by the same amount and the per-core
 ratio stays fair.
+
+    python -m benchmarks.speed.featurization   # --limit N for a quick run, --workers N processes
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.resources
-import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.machine import describe_machine
+from benchmarks.speed.measure import write_results
 from protomol_hf.featurization_protomol import (
     ProtoMolFeaturizationError,
     featurize_many,
@@ -124,14 +126,9 @@ def time_featurize_many(smiles: list[str], workers: int) -> dict:
 
 
 def machine_info() -> dict:
+    """The machine (featurization runs on the CPU) and the versions of the packages that featurize."""
     packages = ("numpy", "pandas", "rdkit", "torch", "torch_geometric")
-    return {
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {name: importlib.metadata.version(name) for name in packages},
-    }
+    return {**describe_machine("cpu"), "versions": {name: importlib.metadata.version(name) for name in packages}}
 
 
 def main() -> None:
@@ -165,8 +162,7 @@ def main() -> None:
         "speedup_per_core_vs_from_smiles": round(speedup_per_core, 3),
         "machine": machine_info(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, args.output)
     print(f"Wrote {args.output}")
 
 

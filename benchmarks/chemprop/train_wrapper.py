@@ -1,9 +1,10 @@
-#!/usr/bin/env python
 """`chemprop train` that can resume: chemprop's own command line, with a clock and a resume option added.
 
 chemprop's command line cannot resume an interrupted training (chemprop/chemprop#1039), and chemprop's
-defaults on MUV take about 1 h 45 min on 2 CPU cores. scripts/bench_chemprop.py therefore runs
-`chemprop train` through this script, with the Python of chemprop's virtual environment. It
+defaults on MUV take about 1 h 45 min on 2 CPU cores. benchmarks.chemprop.baseline therefore runs
+`chemprop train` through this script, with the Python of chemprop's virtual environment, by its file path:
+that environment has neither benchmarks nor protomol_hf, so this script imports only chemprop, Lightning and
+the standard library. It
   * adds a checkpoint written at the end of every epoch, to --epoch_checkpoint (chemprop's own, best-*.ckpt
     and last.ckpt, are written only when the validation loss improves, so they may lie many epochs back);
   * adds a training clock to chemprop's Lightning trainer: the seconds from the start of training, kept in
@@ -17,10 +18,10 @@ defaults on MUV take about 1 h 45 min on 2 CPU cores. scripts/bench_chemprop.py 
 Everything else is chemprop's own: the arguments after `--` are those of `chemprop train`, for one model
 (chemprop's default ensemble size of 1: the clock and the checkpoint belong to one training).
 
-    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json --epoch_checkpoint epoch.ckpt \\
-        -- -i data.csv -t regression
-    .venv-chemprop/bin/python scripts/chemprop_train.py --clock_file clock.json --epoch_checkpoint epoch.ckpt \\
-        --resume_from epoch.ckpt -- -i data.csv -t regression
+    .venv-chemprop/bin/python benchmarks/chemprop/train_wrapper.py --clock_file clock.json \\
+        --epoch_checkpoint epoch.ckpt -- -i data.csv -t regression
+    .venv-chemprop/bin/python benchmarks/chemprop/train_wrapper.py --clock_file clock.json \\
+        --epoch_checkpoint epoch.ckpt --resume_from epoch.ckpt -- -i data.csv -t regression
 """
 
 import argparse

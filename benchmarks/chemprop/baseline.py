@@ -1,13 +1,12 @@
-#!/usr/bin/env python
 """Benchmark chemprop v2 with its default settings on one of our fixed splits: accuracy and speed.
 
-The baseline for the ProtoMol results of scripts/benchmark.py, on the same rows. For one bundled set,
+The baseline for the ProtoMol results of the benchmark harness (benchmarks.harness), on the same rows. For one bundled set,
 split and seed this
   * writes the split's rows (SMILES and label columns, train then valid then test) to data.csv and
     a chemprop splits file (splits.json: [{"train": [...], "val": [...], "test": [...]}] over them);
   * runs `chemprop train` with chemprop's defaults except the task type (classification or regression,
     from the dataset spec), the split, the seed (--data-seed and --pytorch-seed) and --accelerator cpu,
-    through scripts/chemprop_train.py, which times the training, checkpoints every epoch and can resume: a
+    through benchmarks/chemprop/train_wrapper.py, which times the training, checkpoints every epoch and can resume: a
     run interrupted mid-training (its folder holds train/model_0/checkpoints/epoch_end.ckpt, or only
     chemprop's last.ckpt if chemprop ran without the wrapper) goes on from that checkpoint, unless
     --from_scratch;
@@ -19,7 +18,7 @@ split and seed this
 Chemprop is called as a subprocess from its own virtual environment (see
 benchmarks/chemprop_requirements.txt). Recorded figures:
   * wall_s: `chemprop train` end to end (start-up, featurization, training, test prediction); for a resumed
-    run, plus the training time before the checkpoint (resumed_train_s), as scripts/benchmark.py counts it;
+    run, plus the training time before the checkpoint (resumed_train_s), as the harness counts it;
   * seconds_per_epoch: from chemprop logging the model (just before fitting) to its test results,
     timed on its streamed output, divided by the epochs run (validation and test prediction included);
     for a resumed run, the training time before the checkpoint and the epochs before it count too;
@@ -29,9 +28,9 @@ benchmarks/chemprop_requirements.txt). Recorded figures:
   * predict_molecules_per_s: test molecules over the `chemprop predict` wall time (start-up included);
   * peak_rss_mb: the largest peak resident memory of the chemprop processes.
 
-    python scripts/bench_chemprop.py --dataset_name bace --split random_0
-    python scripts/bench_chemprop.py --dataset_name muv --split random_0   # after an interruption: resumes
-    python scripts/bench_chemprop.py --epochs 2 --results /tmp/chemprop_smoke.jsonl --output_dir /tmp/chemprop_smoke
+    python -m benchmarks.chemprop.baseline --dataset_name bace --split random_0
+    python -m benchmarks.chemprop.baseline --dataset_name muv --split random_0   # after an interruption: resumes
+    python -m benchmarks.chemprop.baseline --epochs 2 --results /tmp/chemprop_smoke.jsonl --output_dir /tmp/chemprop_smoke
 """
 
 import argparse
@@ -48,8 +47,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from benchmark import describe_hardware, git_commit  # scripts/benchmark.py, next to this script
 
+from benchmarks.harness.runner import append_record
+from benchmarks.machine import describe_machine, git_commit
 from protomol_hf.data import bundled_dataset_path, bundled_split_path, get_dataset_spec, read_split_json
 from protomol_hf.metrics import MoleculeNetMetric, main_metric
 
@@ -57,7 +57,7 @@ from protomol_hf.metrics import MoleculeNetMetric, main_metric
 CHEMPROP_WARMUP_EPOCHS = 2
 FIT_START_MARKER = b" - MPNN("
 FIT_END_MARKER = b"Test Set results"
-TRAIN_WRAPPER = Path(__file__).with_name("chemprop_train.py")
+TRAIN_WRAPPER = Path(__file__).with_name("train_wrapper.py")
 EPOCH_CHECKPOINT = "epoch_end.ckpt"
 
 
@@ -113,7 +113,7 @@ def chemprop_version(chemprop: str) -> str:
 
 def interrupted_checkpoint(model_dir: Path) -> Path | None:
     """The checkpoint to resume the interrupted training in `model_dir` from, or None if it finished (it has written
-    best.pt) or has none: scripts/chemprop_train.py's every-epoch checkpoint, else chemprop's own last.ckpt (saved
+    best.pt) or has none: train_wrapper.py's every-epoch checkpoint, else chemprop's own last.ckpt (saved
     only when the validation loss improved)."""
     if (model_dir / "best.pt").exists():
         return None
@@ -122,7 +122,7 @@ def interrupted_checkpoint(model_dir: Path) -> Path | None:
 
 
 def unclocked_train_s(model_dir: Path, checkpoint: Path) -> float:
-    """The training seconds before `checkpoint` when chemprop saved it without scripts/chemprop_train.py's clock,
+    """The training seconds before `checkpoint` when chemprop saved it without train_wrapper.py's clock,
     i.e. in a first attempt run with chemprop's own command line: from that attempt's start of training (when
     its logger wrote trainer_logs/version_0/hparams.yaml) to the checkpoint's last modification."""
     started = (model_dir / "trainer_logs" / "version_0" / "hparams.yaml").stat().st_mtime
@@ -277,18 +277,16 @@ def main(argv=None) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "chemprop_version": version,
         # How to reproduce the record (docs/benchmarks.md lists it), and what it ran.
-        "command": f"python scripts/bench_chemprop.py --dataset_name {spec.name} --split {args.split} --seed {args.seed}"
-        + (f" --epochs {args.epochs}" if args.epochs is not None else ""),
+        "command": f"python -m benchmarks.chemprop.baseline --dataset_name {spec.name} --split {args.split} "
+        f"--seed {args.seed}" + (f" --epochs {args.epochs}" if args.epochs is not None else ""),
         "chemprop_command": shlex.join(command),
-        # The fields scripts/benchmark.py renders for every record, so both systems share docs/benchmarks.md.
+        # The fields the harness's report renders for every record, so both systems share docs/benchmarks.md.
         "max_steps": -1,
         "overrides": {},
-        "hardware": describe_hardware(),
+        "hardware": describe_machine(),
         "git_commit": git_commit(),
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with args.results.open("a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record(args.results, record)
     print(json.dumps(record))
     return record
 

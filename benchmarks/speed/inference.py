@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Measure prediction throughput from SMILES: `protomol predict` end to end, and where its time goes.
 
 On the first --num_molecules SMILES of a bundled set (default: 10,000 of HIV), in one run:
@@ -12,12 +11,11 @@ then prints a table and writes the figures and the machine details as JSON.
 Without --model, an untrained model of the default configuration (all-MiniLM-L6-v2, hidden size 128)
 is built: speed does not depend on the weights.
 
-    python scripts/bench_inference.py --output benchmarks/results/inference.json
+    python -m benchmarks.speed.inference --output benchmarks/results/inference.json
 """
 
 import argparse
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -27,10 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from benchmark import elapsed_since, report_results  # scripts/benchmark.py, next to this script
 from torch.nn.attention import sdpa_kernel
 from transformers import AutoModel, AutoProcessor, AutoTokenizer
 
+from benchmarks.machine import describe_machine
+from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.cli import DEFAULT_FEATURIZATION_WORKERS, add_device_options, positive_int
 from protomol_hf.data import bundled_dataset_path
@@ -172,13 +171,7 @@ def main(argv=None) -> dict:
         "stages": {name: round(value, 3) if isinstance(value, float) else value for name, value in stages.items()},
         "molecules_per_s": {name: round(value, 1) for name, value in rate.items()},
         "predict_vs_bare_text_model": round(rate["predict_smiles_in_process"] / rate["bare_text_model"], 3),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch_threads,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "cuda_device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-        },
+        "machine": {**describe_machine(args.device), "torch_threads": torch_threads},
     }
     report_results(results, args.output)
     return results
