@@ -36,15 +36,9 @@ from benchmarks import REPO, REPORT_FILE, RESULTS_DIR, display_path
 from benchmarks.harness.configs import DEFAULT_SPLITS, ConfigError, load_config, plan_runs
 from benchmarks.harness.report import render_markdown
 from benchmarks.harness.runner import load_records, run_benchmark
+from protomol_hf.cli.common import positive_int
 
 DEFAULT_OUTPUT_ROOT = REPO / "runs" / "benchmark"
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

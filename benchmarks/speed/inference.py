@@ -31,11 +31,11 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer
 from benchmarks.machine import describe_machine
 from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
-from protomol_hf.cli import DEFAULT_FEATURIZATION_WORKERS, add_device_options, positive_int
+from protomol_hf.cli.common import DEFAULT_FEATURIZATION_WORKERS, add_device_options, positive_int
 from protomol_hf.data import bundled_dataset_path
+from protomol_hf.loading import resolve_text_model
 from protomol_hf.modeling_protomol import ATTENTION_BACKENDS
 from protomol_hf.prediction import featurize_rows, length_sorted_batches, predict_smiles
-from protomol_hf.training import resolve_text_model
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -26,11 +26,11 @@ from transformers import AutoTokenizer, Qwen2Config
 from benchmarks.machine import describe_machine
 from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolConfig, ProtoMolForMolecularPropertyPrediction
-from protomol_hf.cli import add_device_options, positive_int
+from protomol_hf.cli.common import add_device_options, positive_int
 from protomol_hf.data import load_table
+from protomol_hf.loading import resolve_text_model
 from protomol_hf.processing_protomol import molecule_texts
 from protomol_hf.text_cache import TextFeatureCache
-from protomol_hf.training import resolve_text_model
 
 # Shapes of the Qwen2.5 base models (their published config.json files).
 QWEN25_SIZES = {

@@ -28,8 +28,9 @@ from transformers import AutoTokenizer, set_seed
 from benchmarks.speed.measure import elapsed_since, report_results
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.data import load_table
+from protomol_hf.loading import resolve_text_model
 from protomol_hf.text_cache import ProtoMolCachedTextCollator, TextFeatureCache
-from protomol_hf.training import DEFAULT_CACHE_DIR, resolve_text_model
+from protomol_hf.training import DEFAULT_CACHE_DIR
 
 # Forward time is summed per part; a module's name decides its part (the first pattern it contains).
 PARTS = (

@@ -85,7 +85,7 @@ class ProtoMolConfig(PreTrainedConfig):
         attention_dropout (`float`, defaults to 0.1): dropout on the refiner's attention and feed-forward outputs.
         attention_probs_dropout (`float`, defaults to 0.1): dropout on the attention probabilities of the
             refiner and the cross-attention. At 0 the fused attention kernels run (no probability matrix is
-            materialized): a CPU training step took a quarter less time in scripts/profile_training.py.
+            materialized): a CPU training step took a quarter less time in benchmarks.speed.training_profile.
         cross_attention (`str`, defaults to "every_layer"): where atoms and tokens attend to each
             other: "every_layer", "last_layer" (late fusion) or "none".
         branches (`str`, defaults to "both"): the branches that run: "both", or "graph" / "text" alone (the

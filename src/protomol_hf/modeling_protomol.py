@@ -29,7 +29,7 @@ from .configuration_protomol import ProtoMolConfig
 _READOUT_FUNCTIONS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 # Every attention kernel but cuDNN's. For masked bf16 attention on Hopper GPUs torch tries cuDNN first, which
 # builds an execution plan for each new (batch, length) shape; molecule batches rarely repeat a shape, and on
-# an H200 a bf16 training step took 314 ms instead of 61 ms in float32 (scripts/profile_training.py).
+# an H200 a bf16 training step took 314 ms instead of 61 ms in float32 (benchmarks.speed.training_profile).
 ATTENTION_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
@@ -165,7 +165,7 @@ class ProtoMolBatchNorm(nn.BatchNorm1d):
 def cpu_dropout(states: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout of a CPU tensor (any shape), as `F.dropout` with p rounded to a multiple of 1 / 65536.
     torch draws one random number per element; in a CPU training step of the default model that was a third of
-    the time (aten::bernoulli_ in scripts/profile_training.py). Here each 64-bit draw gives four 16-bit
+    the time (aten::bernoulli_ in benchmarks.speed.training_profile). Here each 64-bit draw gives four 16-bit
     uniforms, which makes dropout about three times faster."""
     count = states.numel()
     # Drawn over the whole int64 range, each of a draw's four 16-bit words is uniform in [-32768, 32768).
