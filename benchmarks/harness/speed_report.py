@@ -1,7 +1,6 @@
 """The speed sections of docs/benchmarks.md, from the JSON files the speed scripts (benchmarks/speed/) write:
 featurization, text-feature caching, prediction and training-step figures, harness-format training timings,
-and the ratios of a run against chemprop. Like the rest of the report, the text names the scripts by their former
-paths (report.py says why)."""
+and the ratios of a run against chemprop."""
 
 import json
 from pathlib import Path
@@ -25,7 +24,7 @@ def speed_section(results_dir: Path, heading: str = "Speed") -> list[str]:
     if featurization_file.is_file():
         f = json.loads(featurization_file.read_text())
         lines += [
-            f"Featurization (`python scripts/benchmark_featurization.py`, {f['num_molecules']:,} {f['dataset']} "
+            f"Featurization (`python -m benchmarks.speed.featurization`, {f['num_molecules']:,} {f['dataset']} "
             f"SMILES, {f['machine']['cpu_count']} CPUs): {f['smiles_to_graph']['molecules_per_s']:,.0f} molecules/s "
             f"in one process, {f['featurize_many']['molecules_per_s']:,.0f}/s with {f['featurize_many']['workers']} "
             f"processes; `torch_geometric.utils.from_smiles` "
@@ -49,7 +48,7 @@ def speed_comparison(folder: Path) -> list[str]:
     summary = json.loads((folder / "speed.json").read_text())
     lines = [
         "",
-        f"## Speed against chemprop, in one run (`python scripts/bench_speed.py`, {display_path(folder)})",
+        f"## Speed against chemprop, in one run (`python -m benchmarks.speed.against_chemprop`, {display_path(folder)})",
         "",
         f"Machine: {format_machine(summary['hardware'])}; commit `{summary['git_commit']}`; chemprop: "
         f"{summary['chemprop']}.",
@@ -105,7 +104,7 @@ def speed_comparison(folder: Path) -> list[str]:
         f"Prediction from SMILES at {shares} of the bare text model (in the same dtype); featurization "
         f"{summary['featurization_per_core_vs_from_smiles']:.2f}x `from_smiles` per core. The steps' own figures:",
     ]
-    return lines + speed_section(folder, heading="Speed in that run: the steps of bench_speed.py")
+    return lines + speed_section(folder, heading="Speed in that run: the steps of benchmarks.speed.against_chemprop")
 
 
 def run_settings(results: dict) -> str:
@@ -121,7 +120,7 @@ def run_settings(results: dict) -> str:
 def text_cache_table(results: list[dict]) -> list[str]:
     """One row per `benchmarks.speed.text_cache` run."""
     lines = [
-        "Text-feature caching (`python scripts/bench_text_cache.py`: template descriptions, frozen text model, "
+        "Text-feature caching (`python -m benchmarks.speed.text_cache`: template descriptions, frozen text model, "
         "states written to a memory-mapped float16 file), against the bare text model on the same batches:",
         "",
         "| text model | parameters | texts | where | cache build texts/s | bare text model texts/s | cache size |",
@@ -145,7 +144,7 @@ def inference_lines(i: dict) -> list[str]:
     """The `benchmarks.speed.inference` table and its summary."""
     rates, stages = i["molecules_per_s"], i["stages"]
     return [
-        f"Prediction from SMILES (`python scripts/bench_inference.py`, the first {i['num_molecules']:,} rows of "
+        f"Prediction from SMILES (`python -m benchmarks.speed.inference`, the first {i['num_molecules']:,} rows of "
         f"{i['dataset']}, batch size {i['batch_size']}, featurization in {_count(i.get('num_workers', 1), 'process')}, "
         f"{run_settings(i)}, model: {i['model']}):",
         "",
@@ -170,7 +169,7 @@ def training_lines(records: list[dict]) -> list[str]:
     """Timing of harness runs on this machine (the benchmark's record format), one row per run."""
     lines = [
         "",
-        "Training on this machine, in the benchmark harness's record format (`python scripts/benchmark.py --config "
+        "Training on this machine, in the benchmark harness's record format (`python -m benchmarks.harness --config "
         "default --datasets D --splits S -- OPTIONS`, or the launch command shown). The last column is each run's "
         "command without the data set, split and output folder:",
         "",
@@ -218,7 +217,7 @@ def profile_lines(profile: dict) -> list[str]:
         )
     return [
         "",
-        f"Training step profile of {changes} (`python scripts/profile_training.py`, {profile['dataset']}, batch "
+        f"Training step profile of {changes} (`python -m benchmarks.speed.training_profile`, {profile['dataset']}, batch "
         f"{profile['batch_size']}, {where}): {profile['ms_per_step']} ms per step; forward {parts}; "
         f"backward, optimizer and the rest {profile['rest_of_step_ms (backward, optimizer, glue)']} ms. "
         f"Operators by self CPU time: {top}.{gpu}",
