@@ -64,7 +64,11 @@ EPOCH_CHECKPOINT = "epoch_end.ckpt"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset_name", default="bace", help="Bundled dataset (default: bace).")
-    parser.add_argument("--split", default="random_0", help="Split file of data/splits/<dataset> (default: random_0).")
+    parser.add_argument(
+        "--split",
+        default="random_0",
+        help="Bundled split of the dataset, src/protomol_hf/datasets/splits/<dataset>/<split>.json (default: random_0).",
+    )
     parser.add_argument(
         "--chemprop",
         default=".venv-chemprop/bin/chemprop",
