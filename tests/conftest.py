@@ -81,6 +81,18 @@ def tiny_classification():
     return load_table(FIXTURES / "tiny_classification.csv")
 
 
+@pytest.fixture(scope="session")
+def bace():
+    """The bundled BACE set as a `MolecularTable`."""
+    return load_table(dataset_name="bace")
+
+
+@pytest.fixture(scope="session")
+def tox21():
+    """The bundled Tox21 set as a `MolecularTable`."""
+    return load_table(dataset_name="tox21")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
