@@ -7,6 +7,7 @@ import gzip
 import itertools
 import math
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -342,3 +343,44 @@ def test_featurize_many_with_workers_matches_serial():
 def test_featurize_many_rejects_bad_worker_count():
     with pytest.raises(ValueError, match="num_workers"):
         fp.featurize_many(["C"], num_workers=0)
+
+
+# --- input RDKit would read as another molecule, and input too large to parse ------------
+
+
+@pytest.mark.parametrize(
+    ("smiles", "reason_part"),
+    [
+        ("CC O", "contains whitespace"),
+        ("C C C C", "contains whitespace"),
+        ("CC name", "contains whitespace"),
+        ("C\nC", "'\\n' at position 1"),
+        ("C\tC", "'\\t' at position 1"),
+        ("CCÖ", "'Ö' at position 2"),
+    ],
+)
+def test_smiles_that_rdkit_would_cut_short_are_refused(smiles, reason_part):
+    # RDKit scores "CC O" as ethane and "CCÖ" as "CC": the molecule read would not be the one written.
+    with pytest.raises(fp.ProtoMolFeaturizationError, match=re.escape(reason_part)):
+        fp.smiles_to_graph(smiles)
+
+
+def test_a_cxsmiles_extension_after_a_space_is_still_read():
+    assert fp.smiles_to_graph("CC |$a;b$|")["atom_features"].shape == (2, len(fp.ATOM_FEATURE_NAMES))
+
+
+@pytest.mark.parametrize(
+    ("smiles", "reason_part"),
+    [
+        ("*" * 501, "501 heavy atoms exceed the limit of 500"),
+        ("[H]" * 2001, "2001 hydrogens written as atoms exceed the limit of 2000"),
+        ("C1" + "C" * 600 + "C1", "602 heavy atoms exceed the limit of 500"),
+        ("C" * 10_001, "10001 characters"),
+    ],
+)
+def test_oversized_smiles_are_refused_from_their_text_before_rdkit_parses_them(monkeypatch, smiles, reason_part):
+    parsed = []
+    monkeypatch.setattr(Chem, "MolFromSmiles", lambda *args, **kwargs: parsed.append(args) or None)
+    with pytest.raises(fp.ProtoMolFeaturizationError, match=re.escape(reason_part)):
+        fp.smiles_to_graph(smiles)
+    assert parsed == []

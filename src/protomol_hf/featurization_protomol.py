@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +24,13 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 DEFAULT_MAX_HEAVY_ATOMS = 500
+# Bounds checked on a SMILES's text before RDKit parses it (the size limit is `max_heavy_atoms`). 20 characters
+# per atom leave room for bracket atoms with isotope, charge and stereo ("[13C@@H+]") and for ring closures.
+MAX_SMILES_CHARACTERS_PER_ATOM = 20
+MAX_HYDROGEN_ATOMS_PER_HEAVY_ATOM = 4
+# The atoms of a SMILES: bracket atoms, two-letter organic-subset elements, one-letter ones and dummy atoms.
+_ATOM_TOKEN = re.compile(r"\[[^\]]*\]|Br|Cl|[BCNOPSFIbcnops*]")
+_HYDROGEN_ATOM = re.compile(r"\[\d*H[+-]?\d*\]")
 
 _BondType = Chem.BondType
 _BondStereo = Chem.BondStereo
@@ -145,8 +153,9 @@ def _may_have_bond_stereo(smiles: str) -> bool:
     return "/" in smiles or "\\" in smiles or "|" in smiles
 
 
-def _parse_smiles(smiles: object) -> Chem.Mol:
-    """Parse with RDKit's logging silenced; raise ProtoMolFeaturizationError with our own reason."""
+def _parse_smiles(smiles: object, max_heavy_atoms: int | None = None) -> Chem.Mol:
+    """Parse with RDKit's logging silenced; raise ProtoMolFeaturizationError with our own reason. With
+    `max_heavy_atoms`, a SMILES that is too large is refused from its text, before RDKit spends memory on it."""
     if smiles is None:
         raise ProtoMolFeaturizationError(smiles, "input is None (missing value)")
     if not isinstance(smiles, str):
@@ -156,11 +165,55 @@ def _parse_smiles(smiles: object) -> Chem.Mol:
     text = smiles.strip()
     if not text:
         raise ProtoMolFeaturizationError(smiles, "empty SMILES string")
+    _check_characters(smiles, text)
+    if max_heavy_atoms is not None:
+        _check_size(smiles, text, max_heavy_atoms)
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(text)
         if mol is None:
             raise ProtoMolFeaturizationError(smiles, _diagnose_parse_failure(text))
     return mol
+
+
+def _check_characters(smiles: str, text: str) -> None:
+    """RDKit reads a SMILES up to the first whitespace (it takes the rest for a name) and stops at some control
+    characters, so `CC O` would be scored as ethane: refuse any character a SMILES cannot hold. Whitespace is
+    allowed only before a CXSMILES extension (`CC |...|`)."""
+    body, _, extension = text.partition(" ")
+    if extension and not (extension.startswith("|") and extension.endswith("|")):
+        raise ProtoMolFeaturizationError(
+            smiles, "contains whitespace: a SMILES is one word (only a CXSMILES extension ' |...|' may follow)"
+        )
+    position = next(
+        (i for i, char in enumerate(body) if not (char.isascii() and char.isprintable() and char != " ")), None
+    )
+    if position is not None:
+        raise ProtoMolFeaturizationError(
+            smiles, f"character {body[position]!r} at position {position} cannot be part of a SMILES"
+        )
+
+
+def _check_size(smiles: str, text: str, max_heavy_atoms: int) -> None:
+    """Count the atoms in the text (RDKit's sanitization grows faster than linearly with a molecule's size: a
+    15 kB SMILES of one ring took 6.9 GB) and refuse a molecule over the limit before parsing it. Dummy atoms
+    (`*`) count as heavy; hydrogens written as atoms are bounded too."""
+    if len(text) > MAX_SMILES_CHARACTERS_PER_ATOM * max_heavy_atoms:
+        raise ProtoMolFeaturizationError(
+            smiles,
+            f"{len(text)} characters: more than a SMILES of {max_heavy_atoms} heavy atoms needs "
+            f"({MAX_SMILES_CHARACTERS_PER_ATOM} per atom)",
+        )
+    atoms = _ATOM_TOKEN.findall(text)
+    hydrogens = sum(1 for atom in atoms if _HYDROGEN_ATOM.fullmatch(atom))
+    if len(atoms) - hydrogens > max_heavy_atoms:
+        raise ProtoMolFeaturizationError(
+            smiles, f"{len(atoms) - hydrogens} heavy atoms exceed the limit of {max_heavy_atoms}"
+        )
+    if hydrogens > MAX_HYDROGEN_ATOMS_PER_HEAVY_ATOM * max_heavy_atoms:
+        raise ProtoMolFeaturizationError(
+            smiles,
+            f"{hydrogens} hydrogens written as atoms exceed the limit of {MAX_HYDROGEN_ATOMS_PER_HEAVY_ATOM * max_heavy_atoms}",
+        )
 
 
 def _diagnose_parse_failure(text: str) -> str:
@@ -192,7 +245,7 @@ def parse_molecule(smiles: object, max_heavy_atoms: int | None = DEFAULT_MAX_HEA
     Raises ProtoMolFeaturizationError for unusable input (anything but a valid SMILES string, e.g. None
     or NaN) or more than ``max_heavy_atoms`` heavy atoms (None: no limit).
     """
-    mol = _parse_smiles(smiles)
+    mol = _parse_smiles(smiles, max_heavy_atoms)
     num_heavy_atoms = mol.GetNumHeavyAtoms()
     if max_heavy_atoms is not None and num_heavy_atoms > max_heavy_atoms:
         raise ProtoMolFeaturizationError(smiles, f"{num_heavy_atoms} heavy atoms exceed the limit of {max_heavy_atoms}")

@@ -172,3 +172,13 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
         load_table()
     with pytest.raises(FileNotFoundError, match="data file not found"):
         load_table(tmp_path / "absent.csv")
+
+
+def test_a_smiles_rdkit_would_read_as_another_molecule_is_excluded_by_row(tmp_path):
+    path = _write_csv(tmp_path, 'smiles,label\nCCO,1\nCC O,0\n"C\nC",1\nCCN,0\n')
+    table = load_table(path)
+    assert table.smiles == ["CCO", "CCN"]
+    assert [(row.row, row.reason.split(":")[0]) for row in table.invalid_rows] == [
+        (1, "contains whitespace"),
+        (2, "character '\\n' at position 1 cannot be part of a SMILES"),
+    ]
