@@ -142,3 +142,40 @@ def test_train_script_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
     assert "label column(s) ['logS'] not found; columns are: 'smiles', 'target'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+EVIL_PROCESSOR = """
+import pathlib
+
+pathlib.Path({marker!r}).write_text("the folder's code ran")
+
+from protomol_hf import ProtoMolProcessor
+
+
+class EvilProcessor(ProtoMolProcessor):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("config_file", "changes"),
+    [
+        (
+            "processor_config.json",
+            {"processor_class": "EvilProcessor", "auto_map": {"AutoProcessor": "evil.EvilProcessor"}},
+        ),
+        ("tokenizer_config.json", {"auto_map": {"AutoTokenizer": ["evil.EvilTokenizer", None]}}),
+        ("config.json", {"auto_map": {"AutoModel": "evil.EvilModel"}}),
+    ],
+)
+def test_the_command_line_runs_no_code_from_a_model_folder(checkpoint, tmp_path, capsys, config_file, changes):
+    marker = tmp_path / "ran.txt"
+    (checkpoint / "evil.py").write_text(EVIL_PROCESSOR.format(marker=str(marker)))
+    config_path = checkpoint / config_file
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **changes}))
+    smiles_csv = tmp_path / "in.csv"
+    smiles_csv.write_text("smiles\nCCO\n")
+    arguments = ["predict", "--model", str(checkpoint), "--input", str(smiles_csv), "--output", str(tmp_path / "o.csv")]
+    assert main(arguments) == 2
+    assert "asks for code of its own" in capsys.readouterr().err and "evil." in config_path.read_text()
+    assert not marker.exists()

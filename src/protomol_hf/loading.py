@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModel, AutoProcessor
 
 from .ensemble import ENSEMBLE_FILE, check_members_agree, ensemble_member_dirs
+from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
+from .processing_protomol import ProtoMolProcessor
 
 DEFAULT_TEXT_MODEL = "minilm"
 MODEL_DTYPES = ("float32", "bfloat16", "float16")
@@ -44,9 +45,48 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: this machine has no such device")
 
 
+# The classes a ProtoMol folder's auto_map entries name (in config.json, processor_config.json and
+# tokenizer_config.json alike): the package's own, which the command line loads itself.
+OWN_CLASSES = frozenset(
+    {
+        "configuration_protomol.ProtoMolConfig",
+        "modeling_protomol.ProtoMolForMolecularPropertyPrediction",
+        "processing_protomol.ProtoMolProcessor",
+    }
+)
+
+
+def _refuse_folder_code(folder: Path) -> None:
+    """Raise a ValueError when a file of `folder` asks for classes other than the package's own: the command line
+    loads with the installed code and never imports code from a model folder, so such a folder cannot be what
+    it claims (a processor or tokenizer class with an `auto_map` to a file beside it would run that file)."""
+    for name in ("config.json", "processor_config.json", "tokenizer_config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            content = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+        if not isinstance(content, dict):
+            raise ValueError(f"{path} is not a JSON object")
+        auto_map = content.get("auto_map") or {}
+        names = [value for values in auto_map.values() for value in (values if isinstance(values, list) else [values])]
+        # A Hub download names its classes "<repo>--<module>.<class>".
+        foreign = sorted({str(value).rpartition("--")[2] for value in names if value is not None} - OWN_CLASSES)
+        processor_class = content.get("processor_class")
+        if processor_class not in (None, "ProtoMolProcessor"):
+            foreign.append(str(processor_class))
+        if foreign:
+            raise ValueError(
+                f"{path} asks for code of its own ({', '.join(foreign)}): protomol runs no code from a model folder; "
+                "load such a folder yourself, with trust_remote_code=True, only if you trust it"
+            )
+
+
 def load_model(folder: str | Path, device: str = "cpu", dtype: str = "float32"):
-    """The model (in eval mode, on `device`, in `dtype`) and processor saved in `folder`, with the checkpoint's
-    own code (remote code), as a Hub user loads it."""
+    """The model (in eval mode, on `device`, in `dtype`) and processor saved in `folder`, built by the installed
+    package's own classes: no code from the folder runs (a folder that asks for other classes is refused)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder not found: {folder}")
@@ -61,9 +101,10 @@ def load_model(folder: str | Path, device: str = "cpu", dtype: str = "float32"):
         raise ValueError(f"{folder / 'config.json'} is not valid JSON: {error}") from None
     if model_type != "protomol":
         raise ValueError(f"{folder} holds a {model_type!r} model, not a ProtoMol one")
+    _refuse_folder_code(folder)
     try:
-        model = AutoModel.from_pretrained(str(folder), trust_remote_code=True)
-        processor = AutoProcessor.from_pretrained(str(folder), trust_remote_code=True)
+        model = ProtoMolForMolecularPropertyPrediction.from_pretrained(str(folder))
+        processor = ProtoMolProcessor.from_pretrained(str(folder))
     # A weights or tokenizer file that is missing or truncated (OSError, safetensors' error); a mismatch with
     # the config is a ValueError that names the weights.
     except (OSError, SafetensorError) as error:
