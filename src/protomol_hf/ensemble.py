@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
-from .prediction import check_batch_size, featurize_rows, model_predictions
+from .prediction import check_batch_size, featurize_rows, mark_non_finite_rows, model_predictions
 from .processing_protomol import ProtoMolProcessor
 
 # Written by training into the output folder of an ensemble: the member folders, seeds and scores.
@@ -56,6 +56,8 @@ def predict_smiles_ensemble(
         raise ValueError("an ensemble needs at least one model")
     features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
     per_member = np.stack([model_predictions(model, processor, features, batch_size, progress) for model in models])
+    # A row with a non-finite prediction of any member has no mean to report.
+    mark_non_finite_rows([per_member.transpose(1, 0, 2)], errors, invalid)
     return per_member.mean(axis=0), per_member.std(axis=0), errors
 
 

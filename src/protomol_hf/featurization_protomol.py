@@ -153,15 +153,24 @@ def _may_have_bond_stereo(smiles: str) -> bool:
     return "/" in smiles or "\\" in smiles or "|" in smiles
 
 
+def not_a_string_problem(smiles: object) -> str | None:
+    """Why `smiles` is no SMILES string at all (a missing value, a number, ...), or None for a string."""
+    if smiles is None:
+        return "input is None (missing value)"
+    if isinstance(smiles, str):
+        return None
+    if isinstance(smiles, float) and math.isnan(smiles):
+        return "input is NaN (missing value)"
+    return f"expected a SMILES string, got {type(smiles).__name__}"
+
+
 def _parse_smiles(smiles: object, max_heavy_atoms: int | None = None) -> Chem.Mol:
     """Parse with RDKit's logging silenced; raise ProtoMolFeaturizationError with our own reason. With
     `max_heavy_atoms`, a SMILES that is too large is refused from its text, before RDKit spends memory on it."""
-    if smiles is None:
-        raise ProtoMolFeaturizationError(smiles, "input is None (missing value)")
-    if not isinstance(smiles, str):
-        if isinstance(smiles, float) and math.isnan(smiles):
-            raise ProtoMolFeaturizationError(smiles, "input is NaN (missing value)")
-        raise ProtoMolFeaturizationError(smiles, f"expected a SMILES string, got {type(smiles).__name__}")
+    problem = not_a_string_problem(smiles)
+    if problem is not None:
+        raise ProtoMolFeaturizationError(smiles, problem)
+    assert isinstance(smiles, str)  # not_a_string_problem names everything else
     text = smiles.strip()
     if not text:
         raise ProtoMolFeaturizationError(smiles, "empty SMILES string")

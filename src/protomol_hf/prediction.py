@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .featurization_protomol import not_a_string_problem
 from .modeling_protomol import ProtoMolForMolecularPropertyPrediction
 from .processing_protomol import ProtoMolProcessor
 
 INVALID_ROW_POLICIES = ("skip", "error")
+NON_FINITE_REASON = "the model's output is not finite (NaN or inf)"
 # Rows per task of a featurization worker: large enough that sending the features back costs little.
 PARALLEL_CHUNK_SIZE = 256
 # Arrays returned by `embed_smiles`, each `[num_rows, width]`.
@@ -66,6 +68,10 @@ def _text_problem(text) -> str | None:
         return f"text is not a string ({type(text).__name__})"
     if not text.strip():
         return "text is empty"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate, which the tokenizer cannot take
+        return f"text is not valid Unicode ({error.reason} at position {error.start})"
     return None
 
 
@@ -74,6 +80,10 @@ def _featurize_row(processor: ProtoMolProcessor, smiles, text, text_given: bool)
     reason = _text_problem(text) if text_given else None
     if reason is not None:
         return None, reason
+    # A missing value or a number is one row's problem, not the batch's (the processor takes it for a list).
+    smiles_problem = not_a_string_problem(smiles)
+    if smiles_problem is not None:
+        return None, f"invalid SMILES: {smiles_problem}"
     try:
         # One SMILES string gives the features of one molecule.
         return cast(dict[str, Any], processor(smiles=smiles, text=text)), None
@@ -217,7 +227,33 @@ def predict_smiles(
     """
     check_batch_size(batch_size)
     features, errors = featurize_rows(processor, smiles, texts, invalid, progress, num_workers)
-    return model_predictions(model, processor, features, batch_size, progress), errors
+    predictions = model_predictions(model, processor, features, batch_size, progress)
+    mark_non_finite_rows([predictions], errors, invalid)
+    return predictions, errors
+
+
+def mark_non_finite_rows(outputs: Sequence[np.ndarray], errors: list[str | None], invalid: str) -> None:
+    """Rows the model ran on whose outputs (arrays `[num_rows, ...]`) are not all finite become errors and NaN,
+    as an invalid input row does (with `invalid="error"`, `InvalidRowError` at the first). When no row comes out
+    finite the model itself is broken (NaN weights, a zero temperature): ValueError for the whole call."""
+    ran = np.array([error is None for error in errors], dtype=bool)
+    finite = np.ones(len(errors), dtype=bool)
+    for values in outputs:
+        finite &= np.isfinite(values.reshape(len(errors), -1)).all(axis=1)
+    broken = ran & ~finite
+    if not broken.any():
+        return
+    if broken.sum() == ran.sum():
+        raise ValueError(
+            f"the model's output is not finite (NaN or inf) for any of the {int(ran.sum())} molecules it ran on: "
+            "its weights or config are broken"
+        )
+    if invalid == "error":
+        raise InvalidRowError(int(np.flatnonzero(broken)[0]), NON_FINITE_REASON)
+    for row in np.flatnonzero(broken):
+        errors[row] = NON_FINITE_REASON
+    for values in outputs:
+        values[broken] = np.nan
 
 
 def model_predictions(model, processor, features, batch_size: int, progress: bool = False) -> np.ndarray:
@@ -267,6 +303,7 @@ def embed_smiles(
         }
         for name, tensor in values.items():
             embeddings[name][rows] = tensor.float().reshape(len(rows), -1).cpu().numpy()
+    mark_non_finite_rows(list(embeddings.values()), errors, invalid)
     return embeddings, errors
 
 
@@ -278,6 +315,7 @@ __all__ = [
     "embed_smiles",
     "featurize_rows",
     "length_sorted_batches",
+    "mark_non_finite_rows",
     "model_predictions",
     "predict_smiles",
 ]
