@@ -37,6 +37,7 @@ def test_non_finite_rows_become_errors_and_a_model_with_no_finite_output_is_refu
     reason = "the model's output is not finite (NaN or inf)"
     assert errors == [None, reason, reason, "invalid SMILES: empty SMILES string"]
     assert values[0, 0] == 0.5 and np.isnan(values[1:]).all()
+    mark_non_finite_rows([np.empty((0, 1)), np.empty((0, 2, 3))], [], "skip")  # no rows: nothing to mark
     with pytest.raises(InvalidRowError, match="row 1: the model's output is not finite"):
         mark_non_finite_rows([np.array([[0.5], [np.nan]])], [None, None], "error")
     with pytest.raises(ValueError, match=r"not finite .* for any of the 2 molecules"):

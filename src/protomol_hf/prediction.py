@@ -239,7 +239,7 @@ def mark_non_finite_rows(outputs: Sequence[np.ndarray], errors: list[str | None]
     ran = np.array([error is None for error in errors], dtype=bool)
     finite = np.ones(len(errors), dtype=bool)
     for values in outputs:
-        finite &= np.isfinite(values.reshape(len(errors), -1)).all(axis=1)
+        finite &= np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
     broken = ran & ~finite
     if not broken.any():
         return
