@@ -496,3 +496,24 @@ def test_featurization_in_worker_processes_matches_one_process(processor):
     with pytest.raises(InvalidRowError) as raised:
         featurize_rows(processor, smiles, texts, invalid="error", num_workers=2)
     assert raised.value.row == first_invalid
+
+
+def test_a_write_that_fails_leaves_the_previous_output_whole(
+    classifier_dir, molecules_csv, tmp_path, monkeypatch, capsys
+):
+    output = tmp_path / "predictions.csv"
+    arguments = ["predict", "--model", str(classifier_dir), "--input", str(molecules_csv), "--output", str(output)]
+    assert main(arguments) == 0
+    before = output.read_bytes()
+
+    def full_disk(frame, path, **options):
+        Path(path).write_text("smiles,a\nCCO,0.")  # what a full disk leaves: a CSV cut mid-row
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    assert main(arguments) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert (
+        output.read_bytes() == before
+        and sorted(path.name for path in tmp_path.iterdir() if "partial" in path.name) == []
+    )

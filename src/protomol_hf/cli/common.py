@@ -4,7 +4,8 @@ option types and groups, and reading the input CSV and writing per-row results."
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +23,9 @@ class UsageError(ValueError):
 # Featurization runs before the model, so its processes never compete with the model's threads; more than 8
 # rarely pays for their start-up.
 DEFAULT_FEATURIZATION_WORKERS = min(os.cpu_count() or 1, 8)
-# Reported in one line with exit code 2 (FloatingPointError: the training loss became NaN or inf).
-USER_ERRORS = (FileNotFoundError, ValueError, FloatingPointError)
+# Reported in one line with exit code 2 (FloatingPointError: the training loss became NaN or inf; OSError: a
+# full disk, a folder that cannot be written, a file that is missing).
+USER_ERRORS = (OSError, ValueError, FloatingPointError)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -110,6 +112,23 @@ def check_output_file(path: str) -> None:
     existing = next(parent for parent in output.absolute().parents if parent.exists())
     if not existing.is_dir():
         raise UsageError(f"--output {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {path}: the folder {existing} is not writable")
+
+
+@contextmanager
+def written_in_one_step(path: str) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed onto it once the caller has written it: a run that fails while
+    writing (a full disk) leaves the old file or none, never a truncated one that reads as a result. The
+    temporary name keeps the suffix, which numpy's writers would otherwise append."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def call_per_row(function, model, processor, table, args):

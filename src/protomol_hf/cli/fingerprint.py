@@ -7,7 +7,16 @@ import numpy as np
 
 from ..loading import load_single_model
 from ..prediction import embed_smiles
-from .common import HelpFormatter, UsageError, add_input_options, call_per_row, check_output_file, read_table, summary
+from .common import (
+    HelpFormatter,
+    UsageError,
+    add_input_options,
+    call_per_row,
+    check_output_file,
+    read_table,
+    summary,
+    written_in_one_step,
+)
 
 FINGERPRINT_SUFFIXES = (".npz", ".npy")
 
@@ -38,16 +47,17 @@ def run_fingerprint(args: argparse.Namespace) -> None:
     table = read_table(args.input, args.smiles_column, args.text_column)
     model, processor = load_single_model(args.model, args.device, args.dtype)
     embeddings, errors = call_per_row(embed_smiles, model, processor, table, args)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npy":
-        np.save(args.output, embeddings["fused_embeds"])
+        with written_in_one_step(args.output) as output:
+            np.save(output, embeddings["fused_embeds"])
         print(summary("embedded", errors, "their rows are NaN"))
         return
     embedded_rows = np.array([row for row, error in enumerate(errors) if error is None], dtype=np.int64)
-    np.savez(
-        args.output,
-        **{name: values[embedded_rows] for name, values in embeddings.items()},
-        row_index=embedded_rows,
-        errors=np.array([error or "" for error in errors], dtype=str),
-    )
+    with written_in_one_step(args.output) as output:
+        np.savez(
+            output,
+            **{name: values[embedded_rows] for name, values in embeddings.items()},
+            row_index=embedded_rows,
+            errors=np.array([error or "" for error in errors], dtype=str),
+        )
     print(summary("embedded", errors, "see the errors array"))

@@ -2,7 +2,6 @@
 
 import argparse
 import csv
-from pathlib import Path
 
 from ..ensemble import predict_smiles_ensemble
 from ..loading import load_models
@@ -15,6 +14,7 @@ from .common import (
     free_column_name,
     read_table,
     summary,
+    written_in_one_step,
 )
 
 
@@ -60,9 +60,9 @@ def run_predict(args: argparse.Namespace) -> None:
         if spread is not None:
             table[free_column_name(f"{column}_std", taken)] = spread[:, task]
     table[free_column_name("error", taken)] = [error or "" for error in errors]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     # Python's csv writer leaves a lone "\r" inside a cell unquoted, which readers take for a line break:
     # quote every cell when an input cell holds one, so each row reads back as written.
     has_carriage_return = table.select_dtypes(exclude="number").apply(lambda column: column.str.contains("\r")).any()
-    table.to_csv(args.output, index=False, quoting=csv.QUOTE_ALL if has_carriage_return.any() else csv.QUOTE_MINIMAL)
+    with written_in_one_step(args.output) as output:
+        table.to_csv(output, index=False, quoting=csv.QUOTE_ALL if has_carriage_return.any() else csv.QUOTE_MINIMAL)
     print(summary("predicted", errors, "see the error column"))
