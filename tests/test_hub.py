@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_MODEL_ARGS, load_script, run_without_protomol_hf, tiny_config, train
+from transformers.dynamic_module_utils import get_imports
 
 import protomol_hf
 from protomol_hf import ProtoMolForMolecularPropertyPrediction, ProtoMolProcessor
 from protomol_hf.configuration_protomol import DEFAULT_TEXT_CONFIG
-from protomol_hf.model_card import MINILM_HUB_ID, base_model_id, check_model_card, render_model_card
+from protomol_hf.model_card import MINILM_HUB_ID, RUNTIME_PACKAGES, base_model_id, check_model_card, render_model_card
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -337,3 +338,14 @@ def test_lora_example_builds_and_trains_a_qwen2_protomol(monkeypatch, capsys, si
     losses = [float(line.split()[-1]) for line in output.splitlines() if line.startswith("step ")]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     assert "'halogenated':" in output
+
+
+def test_the_shipped_code_imports_only_what_the_model_card_lists():
+    """transformers refuses remote code that imports a package which is not installed (it reads the imports
+    without running the file), so a checkpoint loads following its card only if the shipped files import
+    nothing else (numpy comes with RDKit)."""
+    package_dir = Path(protomol_hf.__file__).parent
+    card_packages = {name.replace("-", "_") for name in RUNTIME_PACKAGES} | {"numpy"}
+    for path in sorted(package_dir.glob("*_protomol.py")):
+        third_party = set(get_imports(path)) - set(sys.stdlib_module_names)
+        assert third_party <= card_packages, (path.name, third_party - card_packages)

@@ -513,7 +513,12 @@ class ProtoMolModel(ProtoMolPreTrainedModel):
             return
         self.text_model.requires_grad_(False)
         if config.text_model_mode == "lora":
-            from peft import LoraConfig, inject_adapter_in_model
+            # In a try block, which transformers' check of remote code's imports skips: a frozen checkpoint must
+            # load where only the model card's packages are installed, and only LoRA models need peft.
+            try:
+                from peft import LoraConfig, inject_adapter_in_model
+            except ImportError:
+                raise ImportError("a LoRA text model needs peft: pip install peft") from None
 
             lora_config = LoraConfig(
                 r=config.lora_rank,
