@@ -99,13 +99,14 @@ def _seed():
 
 
 def run_without_protomol_hf(script: str, cwd) -> str:
-    """Run `script` in a fresh offline interpreter in which `import protomol_hf` fails, as on a
-    machine that only has the checkpoint; returns its stdout (raises with stderr on failure)."""
+    """Run `script` in a fresh offline interpreter in which `import protomol_hf` and `import peft` fail, as on a
+    machine that has only the checkpoint and the model card's install line (peft is listed for LoRA text models
+    alone); returns its stdout (raises with stderr on failure)."""
     import subprocess
     import sys
     import textwrap
 
-    prelude = "import sys\nsys.modules['protomol_hf'] = None  # any import of the package now fails\n"
+    prelude = "import sys\nsys.modules['protomol_hf'] = sys.modules['peft'] = None  # any import of them now fails\n"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(cwd / "hf_modules"))
     result = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(script)], cwd=cwd, env=env, capture_output=True, text=True
