@@ -56,11 +56,14 @@ OWN_CLASSES = frozenset(
 )
 
 
-def _refuse_folder_code(folder: Path) -> None:
-    """Raise a ValueError when a file of `folder` asks for classes other than the package's own: the command line
-    loads with the installed code and never imports code from a model folder, so such a folder cannot be what
-    it claims (a processor or tokenizer class with an `auto_map` to a file beside it would run that file)."""
-    for name in ("config.json", "processor_config.json", "tokenizer_config.json"):
+# The settings files a saved folder holds: config.json and processor_config.json always, the tokenizer's mostly.
+SETTINGS_FILES = ("config.json", "processor_config.json", "tokenizer_config.json")
+
+
+def _read_settings(folder: Path) -> dict[str, dict]:
+    """The JSON object of each settings file `folder` has, by file name (read once, for every check)."""
+    settings = {}
+    for name in SETTINGS_FILES:
         path = folder / name
         if not path.is_file():
             continue
@@ -70,6 +73,15 @@ def _refuse_folder_code(folder: Path) -> None:
             raise ValueError(f"{path} is not valid JSON: {error}") from None
         if not isinstance(content, dict):
             raise ValueError(f"{path} is not a JSON object")
+        settings[name] = content
+    return settings
+
+
+def _refuse_folder_code(folder: Path, settings: dict[str, dict]) -> None:
+    """Raise a ValueError when a settings file asks for classes other than the package's own: the command line
+    loads with the installed code and never imports code from a model folder, so such a folder cannot be what
+    it claims (a processor or tokenizer class with an `auto_map` to a file beside it would run that file)."""
+    for name, content in settings.items():
         auto_map = content.get("auto_map") or {}
         names = [value for values in auto_map.values() for value in (values if isinstance(values, list) else [values])]
         # A Hub download names its classes "<repo>--<module>.<class>".
@@ -79,8 +91,8 @@ def _refuse_folder_code(folder: Path) -> None:
             foreign.append(str(processor_class))
         if foreign:
             raise ValueError(
-                f"{path} asks for code of its own ({', '.join(foreign)}): protomol runs no code from a model folder; "
-                "load such a folder yourself, with trust_remote_code=True, only if you trust it"
+                f"{folder / name} asks for code of its own ({', '.join(foreign)}): protomol runs no code from a model "
+                "folder; load such a folder yourself, with trust_remote_code=True, only if you trust it"
             )
 
 
@@ -95,13 +107,11 @@ def load_model(folder: str | Path, device: str = "cpu", dtype: str = "float32"):
             raise FileNotFoundError(
                 f"{folder} has no {required}: not a saved ProtoMol model (give the --output_dir of `protomol train`)"
             )
-    try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{folder / 'config.json'} is not valid JSON: {error}") from None
+    settings = _read_settings(folder)
+    model_type = settings["config.json"].get("model_type")
     if model_type != "protomol":
         raise ValueError(f"{folder} holds a {model_type!r} model, not a ProtoMol one")
-    _refuse_folder_code(folder)
+    _refuse_folder_code(folder, settings)
     try:
         model = ProtoMolForMolecularPropertyPrediction.from_pretrained(str(folder))
         processor = ProtoMolProcessor.from_pretrained(str(folder))
