@@ -10,7 +10,7 @@ from __future__ import annotations
 from rdkit import Chem
 from rdkit.Chem import Descriptors, rdMolDescriptors
 
-from .featurization_protomol import parse_molecule
+from .featurization_protomol import as_molecule
 
 # Functional groups reported by describe_molecule, in reporting order.
 # Amine patterns require carbon-only neighbours and exclude N next to C=O/C=S/C=N
@@ -72,11 +72,6 @@ def _compile_functional_groups() -> tuple[tuple[str, Chem.Mol], ...]:
 _FUNCTIONAL_GROUP_PATTERNS = _compile_functional_groups()
 
 
-def _as_molecule(molecule: str | Chem.Mol) -> Chem.Mol:
-    """A parsed molecule as given, or the parse of a SMILES string (ProtoMolFeaturizationError if it fails)."""
-    return molecule if isinstance(molecule, Chem.Mol) else parse_molecule(molecule, max_heavy_atoms=None)
-
-
 def _count(number: int, noun: str) -> str:
     """'1 ring', '2 rings': every noun used here takes a plain -s plural."""
     return f"{number} {noun if number == 1 else noun + 's'}"
@@ -97,7 +92,7 @@ def canonical_smiles(molecule: str | Chem.Mol) -> str:
 
     Raises ProtoMolFeaturizationError for a string that cannot be parsed.
     """
-    return Chem.MolToSmiles(_as_molecule(molecule))
+    return Chem.MolToSmiles(as_molecule(molecule))
 
 
 def describe_molecule(molecule: str | Chem.Mol) -> str:
@@ -107,7 +102,7 @@ def describe_molecule(molecule: str | Chem.Mol) -> str:
     The same molecule always gives the same text. Raises ProtoMolFeaturizationError
     for a string that cannot be parsed.
     """
-    mol = _as_molecule(molecule)
+    mol = as_molecule(molecule)
     formula = rdMolDescriptors.CalcMolFormula(mol)
     # RDKit defines MolWt at import time (a lambda), so its bundled stub omits it.
     molecular_weight = Descriptors.MolWt(mol)  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from rdkit import Chem
 
-from .featurization_protomol import parse_molecule
+from .featurization_protomol import as_molecule, parse_molecule
 from .processing_protomol import ProtoMolProcessor
 
 # Highlight colour of the most important atom; the others fade linearly towards white.
@@ -121,7 +121,7 @@ def draw_atom_importance(
 ) -> None:
     """Write a PNG of the molecule (a SMILES or a parsed molecule) with atoms shaded from white (least
     important) to red (most important)."""
-    mol = molecule if isinstance(molecule, Chem.Mol) else parse_molecule(molecule, max_heavy_atoms=None)
+    mol = as_molecule(molecule)
     importance = np.asarray(atom_importance, dtype=np.float64)
     if importance.shape != (mol.GetNumAtoms(),):
         raise ValueError(f"got {importance.shape[0]} importances for {mol.GetNumAtoms()} atoms")

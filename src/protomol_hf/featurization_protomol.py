@@ -261,6 +261,12 @@ def parse_molecule(smiles: object, max_heavy_atoms: int | None = DEFAULT_MAX_HEA
     return mol
 
 
+def as_molecule(molecule: object) -> Chem.Mol:
+    """A parsed molecule as given, or the parse of a SMILES (without a size limit); ProtoMolFeaturizationError
+    when it cannot be parsed. For the functions that take either."""
+    return molecule if isinstance(molecule, Chem.Mol) else parse_molecule(molecule, max_heavy_atoms=None)
+
+
 def smiles_to_graph(smiles: object, max_heavy_atoms: int = DEFAULT_MAX_HEAVY_ATOMS) -> dict[str, np.ndarray]:
     """Featurize one SMILES as a graph of categorical indices: `mol_to_graph` of `parse_molecule`.
 

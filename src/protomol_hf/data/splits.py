@@ -13,6 +13,7 @@ from rdkit import Chem
 from rdkit.Chem.Scaffolds import MurckoScaffold
 from sklearn.model_selection import train_test_split
 
+from ..featurization_protomol import as_molecule
 from .registry import bundled_split_dir, get_dataset_spec
 from .tables import MolecularTable
 
@@ -107,11 +108,7 @@ def _scaffold_sets(molecules: list[Chem.Mol]) -> list[list[int]]:
 def murcko_scaffold(molecule: str | Chem.Mol) -> str:
     """Bemis-Murcko scaffold SMILES without stereochemistry ('' for acyclic molecules) of a SMILES or a parsed
     molecule."""
-    if isinstance(molecule, str):
-        smiles, molecule = molecule, Chem.MolFromSmiles(molecule)
-        if molecule is None:
-            raise ValueError(f"RDKit could not parse SMILES {smiles!r}")
-    return MurckoScaffold.MurckoScaffoldSmiles(mol=molecule, includeChirality=False)
+    return MurckoScaffold.MurckoScaffoldSmiles(mol=as_molecule(molecule), includeChirality=False)
 
 
 def bundled_split_path(dataset_name: str, split_name: str) -> Path:
